@@ -1,0 +1,141 @@
+//! The server the interop tests drive with the official CometD clients.
+//!
+//! ```text
+//! cargo run --example conformance -- --addr 127.0.0.1:8080
+//! ```
+//!
+//! Bayeux at `/cometd` (timeout 2 s, max interval 3 s, interval 0, any number of sessions per
+//! browser), with:
+//! - `/service/echo`: data published there comes back to the sender only, on `/service/echo`;
+//! - `/service/publish`: data `{channel, data}` is published server-side to `channel`;
+//! - `/service/whoami`: answers on `/service/whoami` with the `User-Agent` and `X-Test-Header`
+//!   of the HTTP request that carried the message, read through the request context;
+//! - a policy refusing handshakes with `ext.auth.deny == true`, subscriptions under
+//!   `/forbidden/**` and client publishes under `/readonly/**`.
+//!
+//! Every other path answers `200 inner`. The first line on stdout is `listening on http://ADDR`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use clap::Parser;
+use serde_json::{Value, json};
+use tower_bayeux::{Bayeux, BayeuxLayer, ChannelName, Message, SecurityPolicy, ServerSession, context};
+
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+}
+
+struct ConformancePolicy;
+
+fn under(channel: &ChannelName, root: &str) -> bool {
+    channel
+        .as_str()
+        .strip_prefix(root)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+impl SecurityPolicy for ConformancePolicy {
+    async fn can_handshake(&self, _session: &ServerSession, message: &Message) -> bool {
+        let deny = message
+            .ext
+            .as_ref()
+            .and_then(|ext| ext.get("auth"))
+            .and_then(|auth| auth.get("deny"))
+            .and_then(Value::as_bool);
+        deny != Some(true)
+    }
+
+    async fn can_subscribe(&self, _: &ServerSession, _: &Message, channel: &ChannelName) -> bool {
+        !under(channel, "/forbidden")
+    }
+
+    async fn can_publish(&self, _: &ServerSession, _: &Message, channel: &ChannelName) -> bool {
+        !under(channel, "/readonly")
+    }
+}
+
+fn header(ctx: &context::RequestContext, name: &str) -> Value {
+    ctx.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Value::Null, |v| Value::String(v.to_owned()))
+}
+
+fn services(bayeux: &Bayeux) -> Result<(), tower_bayeux::Error> {
+    bayeux
+        .channel("/service/echo")?
+        .add_listener(|event| async move {
+            let _ = event
+                .session()
+                .deliver("/service/echo", event.data().clone())
+                .await;
+            event.proceed()
+        });
+
+    let server = bayeux.clone();
+    bayeux
+        .channel("/service/publish")?
+        .add_listener(move |mut event| {
+            let server = server.clone();
+            async move {
+                let data = event.data().clone();
+                let target = data.get("channel").and_then(Value::as_str).unwrap_or_default();
+                let payload = data.get("data").cloned().unwrap_or(Value::Null);
+                if let Err(err) = server.publish(target, payload).await {
+                    event.reply_mut().fail(format!("400::{err}"));
+                    return event.veto();
+                }
+                event.proceed()
+            }
+        });
+
+    bayeux
+        .channel("/service/whoami")?
+        .add_listener(|event| async move {
+            let data = match context::current() {
+                Some(ctx) => json!({
+                    "userAgent": header(&ctx, "user-agent"),
+                    "header": header(&ctx, "x-test-header"),
+                }),
+                None => json!({"userAgent": null, "header": null}),
+            };
+            let _ = event.session().deliver("/service/whoami", data).await;
+            event.proceed()
+        });
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+
+    let bayeux = Bayeux::builder()
+        .timeout(Duration::from_millis(2000))
+        .max_interval(Duration::from_millis(3000))
+        .interval(Duration::ZERO)
+        .max_sessions_per_browser(None)
+        .security_policy(ConformancePolicy)
+        .build();
+    services(&bayeux)?;
+
+    let app = Router::new()
+        .fallback(|| async { "inner" })
+        .layer(BayeuxLayer::new(bayeux).path("/cometd"));
+
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "listening on http://{}", listener.local_addr()?)?;
+    stdout.flush()?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! Server channels: subscribers, message listeners and the channel table.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::context::RequestContext;
+use crate::protocol::{ChannelName, Message};
+
+use super::event::ServerEvent;
+use super::session::Delivery;
+use super::{Bayeux, BoxFuture, Error, ListenerId, ServerSession};
+
+pub(crate) type MessageListener =
+    Arc<dyn Fn(MessageEvent) -> BoxFuture<'static, Verdict> + Send + Sync>;
+
+#[derive(Default)]
+pub(crate) struct ChannelEntry {
+    pub(crate) subscribers: HashMap<Arc<str>, ServerSession>,
+    pub(crate) listeners: Vec<(ListenerId, MessageListener)>,
+}
+
+impl ChannelEntry {
+    fn is_unused(&self) -> bool {
+        self.subscribers.is_empty() && self.listeners.is_empty()
+    }
+}
+
+/// Every channel that has subscribers or listeners (or was used since the last sweep).
+#[derive(Default)]
+pub(crate) struct ChannelTable {
+    entries: HashMap<ChannelName, ChannelEntry>,
+}
+
+impl ChannelTable {
+    pub(crate) fn contains(&self, name: &ChannelName) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// Gets or creates an entry; the flag tells whether it was created.
+    pub(crate) fn entry(&mut self, name: &ChannelName) -> (&mut ChannelEntry, bool) {
+        let created = !self.entries.contains_key(name);
+        (self.entries.entry(name.clone()).or_default(), created)
+    }
+
+    pub(crate) fn get_mut(&mut self, name: &ChannelName) -> Option<&mut ChannelEntry> {
+        self.entries.get_mut(name)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&ChannelEntry> {
+        self.entries.get(name)
+    }
+
+    pub(crate) fn names(&self) -> Vec<ChannelName> {
+        self.entries.keys().cloned().collect()
+    }
+
+    /// The listeners for a message on `channel`: those of matching wildcard patterns first,
+    /// then the channel's own.
+    pub(crate) fn listeners_for(&self, channel: &ChannelName) -> Vec<MessageListener> {
+        let mut out = Vec::new();
+        let mut push = |name: &str| {
+            if let Some(entry) = self.entries.get(name) {
+                out.extend(entry.listeners.iter().map(|(_, l)| l.clone()));
+            }
+        };
+        channel.for_each_wild_ancestor(&mut push);
+        push(channel.as_str());
+        out
+    }
+
+    /// The sessions a message on `channel` goes to: subscribers of the channel and of every
+    /// matching pattern, each session once.
+    pub(crate) fn subscribers_for(&self, channel: &ChannelName) -> Vec<ServerSession> {
+        let mut sources: Vec<&ChannelEntry> = Vec::new();
+        let mut push = |name: &str| {
+            if let Some(entry) = self.entries.get(name).filter(|e| !e.subscribers.is_empty()) {
+                sources.push(entry);
+            }
+        };
+        push(channel.as_str());
+        channel.for_each_wild_ancestor(&mut push);
+        match sources.as_slice() {
+            [] => Vec::new(),
+            [only] => only.subscribers.values().cloned().collect(),
+            _ => {
+                let mut seen = std::collections::HashSet::new();
+                sources
+                    .iter()
+                    .flat_map(|entry| entry.subscribers.iter())
+                    .filter(|(id, _)| seen.insert(Arc::as_ptr(id)))
+                    .map(|(_, session)| session.clone())
+                    .collect()
+            }
+        }
+    }
+
+    /// Removes unused channels, returning their names.
+    pub(crate) fn sweep(&mut self) -> Vec<ChannelName> {
+        let mut removed = Vec::new();
+        self.entries.retain(|name, entry| {
+            let unused = entry.is_unused();
+            if unused {
+                removed.push(name.clone());
+            }
+            !unused
+        });
+        removed
+    }
+}
+
+/// A message a client published, as a channel listener sees it.
+///
+/// The listener reads the message, may edit it (a broadcast goes out as the last listener left
+/// it) and the reply the client will get, and hands the event back with
+/// [`proceed`](Self::proceed) or [`veto`](Self::veto).
+pub struct MessageEvent {
+    pub(crate) session: ServerSession,
+    pub(crate) channel: ChannelName,
+    pub(crate) message: Message,
+    pub(crate) reply: Message,
+    pub(crate) context: Option<RequestContext>,
+}
+
+impl fmt::Debug for MessageEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageEvent")
+            .field("session", &self.session)
+            .field("channel", &self.channel)
+            .field("message", &self.message)
+            .field("reply", &self.reply)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessageEvent {
+    /// The session that sent the message.
+    pub fn session(&self) -> &ServerSession {
+        &self.session
+    }
+
+    /// The channel the message was published to (not the pattern the listener is on).
+    pub fn channel(&self) -> &ChannelName {
+        &self.channel
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The message, to edit before it is broadcast.
+    pub fn message_mut(&mut self) -> &mut Message {
+        &mut self.message
+    }
+
+    /// The message's `data`, or `Null`.
+    pub fn data(&self) -> &Value {
+        self.message.data.as_ref().unwrap_or(&Value::Null)
+    }
+
+    /// The reply the client will receive (`successful: true` unless a listener changes it).
+    pub fn reply(&self) -> &Message {
+        &self.reply
+    }
+
+    /// The reply, to edit (add `data` for a remote call, `ext`, or fail it).
+    pub fn reply_mut(&mut self) -> &mut Message {
+        &mut self.reply
+    }
+
+    /// The HTTP request that carried the message, when it came over HTTP. The same as
+    /// [`context::current()`](crate::context::current) inside the listener, but it also
+    /// survives being moved into spawned tasks.
+    pub fn context(&self) -> Option<&RequestContext> {
+        self.context.as_ref()
+    }
+
+    /// Lets the message go on to the next listener and then to subscribers.
+    pub fn proceed(self) -> Verdict {
+        Verdict {
+            event: self,
+            vetoed: false,
+        }
+    }
+
+    /// Stops the message: no further listener sees it and it is not broadcast. Unless the
+    /// listener failed the reply itself, the client gets `404::message_deleted`.
+    pub fn veto(self) -> Verdict {
+        Verdict {
+            event: self,
+            vetoed: true,
+        }
+    }
+}
+
+/// What a channel listener decided; made by [`MessageEvent::proceed`] or
+/// [`MessageEvent::veto`].
+#[derive(Debug)]
+pub struct Verdict {
+    pub(crate) event: MessageEvent,
+    pub(crate) vetoed: bool,
+}
+
+impl Verdict {
+    /// Whether the message was vetoed.
+    pub fn is_veto(&self) -> bool {
+        self.vetoed
+    }
+}
+
+/// A channel on the server: add listeners to it, publish to it, list its subscribers.
+///
+/// A handle names a channel; the channel itself exists while it has subscribers or listeners.
+/// Cheap to clone.
+///
+/// ```
+/// # async fn example() -> Result<(), tower_bayeux::Error> {
+/// use tower_bayeux::Bayeux;
+///
+/// let bayeux = Bayeux::builder().build();
+/// let echo = bayeux.channel("/service/echo")?;
+/// echo.add_listener(|event| async move {
+///     let data = event.data().clone();
+///     let _ = event.session().deliver("/service/echo", data).await;
+///     event.proceed()
+/// });
+/// bayeux.channel("/news")?.publish(serde_json::json!({"headline": "hello"})).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ServerChannel {
+    pub(crate) bayeux: Bayeux,
+    pub(crate) name: ChannelName,
+}
+
+impl fmt::Debug for ServerChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ServerChannel").field(&self.name).finish()
+    }
+}
+
+impl ServerChannel {
+    /// The channel name.
+    pub fn name(&self) -> &ChannelName {
+        &self.name
+    }
+
+    /// Adds an async listener called for every message a client publishes to this channel (or,
+    /// for a pattern such as `/chat/**`, to any channel it matches); listeners of patterns run
+    /// before those of the exact channel, each in the order added. On a meta channel the
+    /// listener sees the protocol message after the engine handled it, may edit the reply, and
+    /// its verdict is ignored.
+    ///
+    /// Server-side publishes do not reach listeners.
+    pub fn add_listener<F, Fut>(&self, listener: F) -> ListenerId
+    where
+        F: Fn(MessageEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Verdict> + Send + 'static,
+    {
+        let id = ListenerId::next();
+        let listener: MessageListener = Arc::new(move |event| Box::pin(listener(event)));
+        let created = {
+            let mut table = self.bayeux.inner.channels.write();
+            let (entry, created) = table.entry(&self.name);
+            entry.listeners.push((id, listener));
+            created
+        };
+        if created {
+            self.bayeux
+                .inner
+                .emit(&ServerEvent::ChannelAdded(self.name.clone()));
+        }
+        id
+    }
+
+    /// Removes a listener. Returns whether it was there.
+    pub fn remove_listener(&self, id: ListenerId) -> bool {
+        let mut table = self.bayeux.inner.channels.write();
+        let Some(entry) = table.get_mut(&self.name) else {
+            return false;
+        };
+        let before = entry.listeners.len();
+        entry
+            .listeners
+            .retain(|(listener_id, _)| *listener_id != id);
+        before != entry.listeners.len()
+    }
+
+    /// The sessions subscribed to exactly this channel or pattern.
+    pub fn subscribers(&self) -> Vec<ServerSession> {
+        self.bayeux
+            .inner
+            .channels
+            .read()
+            .get(self.name.as_str())
+            .map(|entry| entry.subscribers.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Publishes `data` from the server to this channel's subscribers and those of matching
+    /// patterns. The security policy is not consulted.
+    ///
+    /// Fails with [`Error::NotBroadcast`] for meta, service and wildcard channels: use
+    /// [`ServerSession::deliver`] to answer on a service channel.
+    pub async fn publish(&self, data: Value) -> Result<(), Error> {
+        self.publish_message(Message::with_data(self.name.as_str(), data))
+            .await
+    }
+
+    /// Publishes a whole message (its `channel` is set to this channel; `id` and `clientId`
+    /// are removed).
+    pub async fn publish_message(&self, mut message: Message) -> Result<(), Error> {
+        if !self.name.is_broadcast() || self.name.is_wild() {
+            return Err(Error::NotBroadcast(self.name.clone()));
+        }
+        message.channel = self.name.as_str().to_owned();
+        message.id = None;
+        message.client_id = None;
+        self.bayeux.inner.broadcast(&self.name, &message);
+        Ok(())
+    }
+}
+
+impl super::Inner {
+    /// Sends `message` to every subscriber of `channel`: one serialisation, shared bytes.
+    pub(crate) fn broadcast(&self, channel: &ChannelName, message: &Message) -> usize {
+        let recipients = self.channels.read().subscribers_for(channel);
+        if recipients.is_empty() {
+            return 0;
+        }
+        let delivery = Delivery::new(message);
+        recipients
+            .iter()
+            .filter(|session| session.enqueue(delivery.clone()))
+            .count()
+    }
+}

@@ -1,0 +1,378 @@
+//! Engine configuration and its builder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use super::Bayeux;
+use super::policy::{ErasedPolicy, SecurityPolicy};
+
+/// The `SameSite` attribute of the browser cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    /// `SameSite=Strict`.
+    Strict,
+    /// `SameSite=Lax`.
+    Lax,
+    /// `SameSite=None` (browsers require `Secure` with it).
+    None,
+}
+
+/// Options of the browser cookie (`BAYEUX_BROWSER` by default) that tells which sessions share
+/// a browser, and binds long-polling sessions to it.
+#[derive(Clone, Debug)]
+pub(crate) struct CookieConfig {
+    pub(crate) name: String,
+    pub(crate) http_only: bool,
+    pub(crate) secure: bool,
+    pub(crate) same_site: Option<SameSite>,
+    pub(crate) path: Option<String>,
+    pub(crate) domain: Option<String>,
+    pub(crate) max_age: Option<Duration>,
+    pub(crate) partitioned: bool,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: "BAYEUX_BROWSER".to_owned(),
+            http_only: true,
+            secure: false,
+            same_site: None,
+            path: Some("/".to_owned()),
+            domain: None,
+            max_age: None,
+            partitioned: false,
+        }
+    }
+}
+
+impl CookieConfig {
+    /// The `Set-Cookie` value for a new browser id.
+    pub(crate) fn set_cookie(&self, value: &str) -> String {
+        let mut builder = cookie::Cookie::build((self.name.as_str(), value))
+            .http_only(self.http_only)
+            .secure(self.secure)
+            .partitioned(self.partitioned);
+        if let Some(path) = &self.path {
+            builder = builder.path(path.as_str());
+        }
+        if let Some(domain) = &self.domain {
+            builder = builder.domain(domain.as_str());
+        }
+        if let Some(max_age) = self.max_age {
+            let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+            builder = builder.max_age(cookie::time::Duration::seconds(secs));
+        }
+        if let Some(same_site) = self.same_site {
+            builder = builder.same_site(match same_site {
+                SameSite::Strict => cookie::SameSite::Strict,
+                SameSite::Lax => cookie::SameSite::Lax,
+                SameSite::None => cookie::SameSite::None,
+            });
+        }
+        builder.build().to_string()
+    }
+
+    /// Finds this cookie's value in the request's `Cookie` headers.
+    pub(crate) fn find<'h>(&self, headers: &'h http::HeaderMap) -> Option<&'h str> {
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .find_map(|pair| {
+                let (name, value) = pair.split_once('=')?;
+                (name.trim() == self.name).then(|| value.trim())
+            })
+            .filter(|value| !value.is_empty() && value.len() <= MAX_BROWSER_ID_LEN)
+    }
+}
+
+/// Longer cookie values are ignored (a new browser id is issued), so a client cannot make the
+/// engine store arbitrarily large keys.
+const MAX_BROWSER_ID_LEN: usize = 128;
+
+/// Engine settings, fixed when the engine is built.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) timeout: Duration,
+    pub(crate) interval: Duration,
+    pub(crate) max_interval: Duration,
+    pub(crate) sweep_period: Duration,
+    pub(crate) cookie: CookieConfig,
+    pub(crate) max_sessions_per_browser: Option<usize>,
+    pub(crate) multi_session_interval: Duration,
+    pub(crate) duplicate_meta_connect_http_status: StatusCode,
+    pub(crate) max_body_size: usize,
+    pub(crate) policy: Option<Arc<dyn ErasedPolicy>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(20),
+            interval: Duration::ZERO,
+            max_interval: Duration::from_secs(10),
+            sweep_period: Duration::from_secs(1),
+            cookie: CookieConfig::default(),
+            max_sessions_per_browser: Some(1),
+            multi_session_interval: Duration::from_secs(2),
+            duplicate_meta_connect_http_status: StatusCode::INTERNAL_SERVER_ERROR,
+            max_body_size: 1024 * 1024,
+            policy: None,
+        }
+    }
+}
+
+/// Builds a [`Bayeux`] engine. Every setting has a default, given in its method's docs.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bayeux::Bayeux;
+///
+/// let bayeux = Bayeux::builder()
+///     .timeout(Duration::from_secs(25))
+///     .max_interval(Duration::from_secs(15))
+///     .build();
+/// # let _ = bayeux;
+/// ```
+#[must_use]
+#[derive(Default)]
+pub struct BayeuxBuilder {
+    config: Config,
+}
+
+impl std::fmt::Debug for BayeuxBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BayeuxBuilder").finish_non_exhaustive()
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Config {
+    pub(crate) fn timeout_ms(&self) -> i64 {
+        millis(self.timeout)
+    }
+
+    pub(crate) fn interval_ms(&self) -> i64 {
+        millis(self.interval)
+    }
+
+    pub(crate) fn multi_session_interval_ms(&self) -> i64 {
+        millis(self.multi_session_interval)
+    }
+}
+
+impl BayeuxBuilder {
+    /// How long a `/meta/connect` is held when nothing is there to deliver, and the `timeout`
+    /// advised to clients. A client's own `advice.timeout` shortens it for that connect.
+    ///
+    /// Default: 20 seconds (the CometD Java server's). Keep it below the idle timeout of any
+    /// proxy in front of the server.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// The `interval` advised to clients: how long they wait between a connect reply and their
+    /// next `/meta/connect`.
+    ///
+    /// Default: 0 (reconnect at once, true long-polling).
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.config.interval = interval;
+        self
+    }
+
+    /// How long a session lives without a `/meta/connect`: it expires `interval + max_interval`
+    /// after its last connect reply (or its handshake) when no new connect arrives.
+    ///
+    /// Default: 10 seconds.
+    pub fn max_interval(mut self, max_interval: Duration) -> Self {
+        self.config.max_interval = max_interval;
+        self
+    }
+
+    /// How often expired sessions and unused channels are swept away.
+    ///
+    /// Default: 1 second.
+    pub fn sweep_period(mut self, sweep_period: Duration) -> Self {
+        self.config.sweep_period = sweep_period.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The name of the browser cookie.
+    ///
+    /// Default: `BAYEUX_BROWSER`.
+    pub fn browser_cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.config.cookie.name = name.into();
+        self
+    }
+
+    /// Whether the browser cookie is `HttpOnly`.
+    ///
+    /// Default: `true`.
+    pub fn browser_cookie_http_only(mut self, http_only: bool) -> Self {
+        self.config.cookie.http_only = http_only;
+        self
+    }
+
+    /// Whether the browser cookie is `Secure`.
+    ///
+    /// Default: `false`. Turn it on when the site is served over HTTPS (it is required with
+    /// `SameSite=None` and `Partitioned`).
+    pub fn browser_cookie_secure(mut self, secure: bool) -> Self {
+        self.config.cookie.secure = secure;
+        self
+    }
+
+    /// The `SameSite` attribute of the browser cookie.
+    ///
+    /// Default: not set (the browser's default applies).
+    pub fn browser_cookie_same_site(mut self, same_site: SameSite) -> Self {
+        self.config.cookie.same_site = Some(same_site);
+        self
+    }
+
+    /// The `Path` attribute of the browser cookie; `None` leaves it out.
+    ///
+    /// Default: `Some("/")`.
+    pub fn browser_cookie_path(mut self, path: Option<String>) -> Self {
+        self.config.cookie.path = path;
+        self
+    }
+
+    /// The `Domain` attribute of the browser cookie.
+    ///
+    /// Default: not set (the cookie belongs to the exact host).
+    pub fn browser_cookie_domain(mut self, domain: impl Into<String>) -> Self {
+        self.config.cookie.domain = Some(domain.into());
+        self
+    }
+
+    /// The `Max-Age` attribute of the browser cookie, in whole seconds.
+    ///
+    /// Default: not set (a session cookie, dropped when the browser closes).
+    pub fn browser_cookie_max_age(mut self, max_age: Duration) -> Self {
+        self.config.cookie.max_age = Some(max_age);
+        self
+    }
+
+    /// Whether the browser cookie is `Partitioned` (CHIPS), for pages embedded on other sites.
+    ///
+    /// Default: `false`.
+    pub fn browser_cookie_partitioned(mut self, partitioned: bool) -> Self {
+        self.config.cookie.partitioned = partitioned;
+        self
+    }
+
+    /// How many sessions of one browser (one browser cookie) may hold a long-poll at the same
+    /// time; `None` is unlimited. The others get `multiple-clients` advice and poll every
+    /// [`multi_session_interval`](Self::multi_session_interval), so a browser's connection limit
+    /// is not exhausted by tabs.
+    ///
+    /// Default: `Some(1)`. `Some(0)` never holds a long-poll.
+    pub fn max_sessions_per_browser(mut self, max: Option<usize>) -> Self {
+        self.config.max_sessions_per_browser = max;
+        self
+    }
+
+    /// The polling interval advised to sessions over the per-browser limit. Zero makes those
+    /// connects fail with `reconnect: none` instead.
+    ///
+    /// Default: 2 seconds.
+    pub fn multi_session_interval(mut self, interval: Duration) -> Self {
+        self.config.multi_session_interval = interval;
+        self
+    }
+
+    /// The HTTP status answered to a held `/meta/connect` that a newer connect of the same
+    /// session displaced. Values outside 400–599 are replaced by 500.
+    ///
+    /// Default: 500 (as the CometD servers; the client ignores it because the reply it waits
+    /// for is the newer connect's).
+    pub fn duplicate_meta_connect_http_status(mut self, status: StatusCode) -> Self {
+        self.config.duplicate_meta_connect_http_status =
+            if status.is_client_error() || status.is_server_error() {
+                status
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+        self
+    }
+
+    /// The largest request body accepted, in bytes; larger requests get `413 Payload Too Large`.
+    ///
+    /// Default: 1 MiB.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.config.max_body_size = bytes;
+        self
+    }
+
+    /// The security policy asked before handshakes, channel creation, subscriptions and
+    /// publishes.
+    ///
+    /// Default: none (everything a client may do by the protocol is allowed).
+    pub fn security_policy(mut self, policy: impl SecurityPolicy) -> Self {
+        self.config.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Builds the engine. It may be built outside a tokio runtime; its session sweeper starts
+    /// with the first handshake.
+    pub fn build(self) -> Bayeux {
+        Bayeux::from_config(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_cookie_carries_every_option() {
+        let mut config = CookieConfig::default();
+        assert_eq!(
+            config.set_cookie("abc"),
+            "BAYEUX_BROWSER=abc; HttpOnly; Path=/"
+        );
+        config.secure = true;
+        config.partitioned = true;
+        config.same_site = Some(SameSite::Strict);
+        config.domain = Some("example.com".into());
+        config.max_age = Some(Duration::from_secs(60));
+        let cookie = config.set_cookie("abc");
+        for part in [
+            "BAYEUX_BROWSER=abc",
+            "HttpOnly",
+            "Secure",
+            "Partitioned",
+            "SameSite=Strict",
+            "Domain=example.com",
+            "Max-Age=60",
+            "Path=/",
+        ] {
+            assert!(cookie.contains(part), "{cookie} lacks {part}");
+        }
+    }
+
+    #[test]
+    fn finds_the_cookie_among_others() {
+        let config = CookieConfig::default();
+        let mut headers = http::HeaderMap::new();
+        headers.append(
+            http::header::COOKIE,
+            "a=1; BAYEUX_BROWSER=xyz; b=2".parse().unwrap(),
+        );
+        assert_eq!(config.find(&headers), Some("xyz"));
+        let mut long = http::HeaderMap::new();
+        let value = format!("BAYEUX_BROWSER={}", "x".repeat(500));
+        long.append(http::header::COOKIE, value.parse().unwrap());
+        assert_eq!(config.find(&long), None);
+        assert_eq!(config.find(&http::HeaderMap::new()), None);
+    }
+}

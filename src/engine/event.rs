@@ -1,0 +1,73 @@
+//! Engine-level events and session removal reasons.
+
+use crate::protocol::{ChannelName, Message};
+
+use super::ServerSession;
+
+/// Why a session was removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemoveReason {
+    /// The session expired: no `/meta/connect` arrived within `interval + max_interval`.
+    Timeout,
+    /// The client sent `/meta/disconnect`.
+    Disconnected,
+    /// The server disconnected it ([`ServerSession::disconnect`]).
+    ServerDisconnected,
+}
+
+impl RemoveReason {
+    /// `true` when the session expired rather than being disconnected.
+    pub fn is_timeout(self) -> bool {
+        self == Self::Timeout
+    }
+}
+
+/// Something that happened in the engine, as told to listeners registered with
+/// [`Bayeux::on_event`](super::Bayeux::on_event).
+///
+/// Events are delivered synchronously, in order, right after the change, outside the engine's
+/// locks; a listener may call back into the engine, and should hand slow or async work to a
+/// task (see [`context::spawn`](crate::context::spawn)).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A handshake succeeded and created `session`.
+    SessionAdded {
+        /// The new session.
+        session: ServerSession,
+        /// The client's handshake message.
+        handshake: Message,
+    },
+    /// `session` was removed (its subscriptions are already gone).
+    SessionRemoved {
+        /// The removed session.
+        session: ServerSession,
+        /// Why.
+        reason: RemoveReason,
+    },
+    /// `session` subscribed to `channel` (broadcast channels and patterns only: service
+    /// subscriptions are not recorded).
+    Subscribed {
+        /// The subscriber.
+        session: ServerSession,
+        /// The channel or pattern.
+        channel: ChannelName,
+        /// The `/meta/subscribe` message.
+        message: Message,
+    },
+    /// `session` unsubscribed from `channel`.
+    Unsubscribed {
+        /// The former subscriber.
+        session: ServerSession,
+        /// The channel or pattern.
+        channel: ChannelName,
+        /// The `/meta/unsubscribe` message, or `None` when the session was removed.
+        message: Option<Message>,
+    },
+    /// A channel came into existence (a client published or subscribed to it, or a listener was
+    /// added to it).
+    ChannelAdded(ChannelName),
+    /// An unused channel (no subscribers, no listeners) was swept away.
+    ChannelRemoved(ChannelName),
+}

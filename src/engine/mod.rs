@@ -1,0 +1,410 @@
+//! The Bayeux engine: sessions, channels, subscriptions, the security policy and the server
+//! API. It knows nothing of HTTP; transports feed it batches of messages.
+
+mod channel;
+mod config;
+mod event;
+mod policy;
+pub(crate) mod process;
+mod session;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::protocol::{ChannelName, InvalidChannel};
+
+pub use channel::{MessageEvent, ServerChannel, Verdict};
+pub use config::{BayeuxBuilder, SameSite};
+pub use event::{RemoveReason, ServerEvent};
+pub use policy::SecurityPolicy;
+pub use session::ServerSession;
+
+pub(crate) use channel::ChannelTable;
+pub(crate) use config::Config;
+pub(crate) use session::Delivery;
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Errors of the server-side API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A channel name breaks the Bayeux grammar.
+    #[error(transparent)]
+    InvalidChannel(#[from] InvalidChannel),
+    /// Server-side publish goes to broadcast channels only.
+    #[error(
+        "cannot publish to {0}: only broadcast channels (not meta, service or wildcard ones) \
+         take publishes; use ServerSession::deliver to answer on a service channel"
+    )]
+    NotBroadcast(ChannelName),
+    /// The session has been removed.
+    #[error("session {0} has been removed")]
+    SessionRemoved(String),
+}
+
+/// Identifies a listener, to remove it later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerId(u64);
+
+impl ListenerId {
+    pub(crate) fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Something that names a channel: a `&str` or `String` (validated) or a [`ChannelName`].
+pub trait IntoChannelName {
+    /// Validates and converts.
+    fn into_channel_name(self) -> Result<ChannelName, InvalidChannel>;
+}
+
+impl IntoChannelName for ChannelName {
+    fn into_channel_name(self) -> Result<ChannelName, InvalidChannel> {
+        Ok(self)
+    }
+}
+
+impl IntoChannelName for &ChannelName {
+    fn into_channel_name(self) -> Result<ChannelName, InvalidChannel> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoChannelName for &str {
+    fn into_channel_name(self) -> Result<ChannelName, InvalidChannel> {
+        ChannelName::new(self)
+    }
+}
+
+impl IntoChannelName for String {
+    fn into_channel_name(self) -> Result<ChannelName, InvalidChannel> {
+        ChannelName::new(self)
+    }
+}
+
+impl IntoChannelName for &String {
+    fn into_channel_name(self) -> Result<ChannelName, InvalidChannel> {
+        ChannelName::new(self)
+    }
+}
+
+type EventListener = Arc<dyn Fn(&ServerEvent) + Send + Sync>;
+
+/// Per-browser bookkeeping: how many sessions it has, and which of them hold a long-poll.
+#[derive(Default)]
+struct BrowserState {
+    sessions: usize,
+    /// `(session id, connect generation)` of the held connects.
+    holding: Vec<(Arc<str>, u64)>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) sessions: RwLock<HashMap<Arc<str>, ServerSession>>,
+    pub(crate) channels: RwLock<ChannelTable>,
+    browsers: Mutex<HashMap<Arc<str>, BrowserState>>,
+    event_listeners: RwLock<Arc<Vec<(ListenerId, EventListener)>>>,
+    sweeper_started: AtomicBool,
+    /// The connection types the transports offer, for the handshake reply.
+    pub(crate) connection_types: Vec<&'static str>,
+}
+
+/// The Bayeux engine handle: cheap to clone, every clone is the same engine.
+///
+/// Build it once with [`Bayeux::builder`], give it to a [`BayeuxLayer`](crate::BayeuxLayer) or
+/// [`BayeuxService`](crate::BayeuxService), and keep clones wherever the application publishes
+/// or reacts to sessions.
+#[derive(Clone)]
+pub struct Bayeux {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Bayeux {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bayeux")
+            .field("sessions", &self.inner.sessions.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Bayeux {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl Bayeux {
+    /// A builder with every setting at its default.
+    pub fn builder() -> BayeuxBuilder {
+        BayeuxBuilder::default()
+    }
+
+    pub(crate) fn from_config(config: Config) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                sessions: RwLock::default(),
+                channels: RwLock::default(),
+                browsers: Mutex::default(),
+                event_listeners: RwLock::default(),
+                sweeper_started: AtomicBool::new(false),
+                connection_types: vec!["long-polling"],
+            }),
+        }
+    }
+
+    /// A handle on the channel `name` (validated); the channel is created when a listener is
+    /// added or a client uses it.
+    pub fn channel(&self, name: impl IntoChannelName) -> Result<ServerChannel, InvalidChannel> {
+        Ok(ServerChannel {
+            bayeux: self.clone(),
+            name: name.into_channel_name()?,
+        })
+    }
+
+    /// The channels that exist now.
+    pub fn channels(&self) -> Vec<ChannelName> {
+        self.inner.channels.read().names()
+    }
+
+    /// Publishes `data` to the broadcast channel `channel`; see [`ServerChannel::publish`].
+    pub async fn publish(&self, channel: impl IntoChannelName, data: Value) -> Result<(), Error> {
+        self.channel(channel)?.publish(data).await
+    }
+
+    /// The live session with this id.
+    pub fn session(&self, id: &str) -> Option<ServerSession> {
+        self.inner.sessions.read().get(id).cloned()
+    }
+
+    /// Every live session.
+    pub fn sessions(&self) -> Vec<ServerSession> {
+        self.inner.sessions.read().values().cloned().collect()
+    }
+
+    /// How many sessions are live.
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.read().len()
+    }
+
+    /// Adds a listener for engine events (sessions added and removed, subscriptions, channels).
+    /// See [`ServerEvent`] for when and how it is called.
+    ///
+    /// ```
+    /// use tower_bayeux::{Bayeux, ServerEvent};
+    ///
+    /// let bayeux = Bayeux::builder().build();
+    /// bayeux.on_event(|event| {
+    ///     if let ServerEvent::SessionRemoved { session, reason } = event {
+    ///         println!("{} left ({reason:?})", session.id());
+    ///     }
+    /// });
+    /// ```
+    pub fn on_event<F>(&self, listener: F) -> ListenerId
+    where
+        F: Fn(&ServerEvent) + Send + Sync + 'static,
+    {
+        let id = ListenerId::next();
+        let mut listeners = self.inner.event_listeners.write();
+        let mut next = Vec::clone(&listeners);
+        next.push((id, Arc::new(listener)));
+        *listeners = Arc::new(next);
+        id
+    }
+
+    /// Removes an event listener. Returns whether it was there.
+    pub fn remove_event_listener(&self, id: ListenerId) -> bool {
+        let mut listeners = self.inner.event_listeners.write();
+        let mut next = Vec::clone(&listeners);
+        next.retain(|(listener_id, _)| *listener_id != id);
+        let removed = next.len() != listeners.len();
+        *listeners = Arc::new(next);
+        removed
+    }
+
+    /// The body size limit transports apply.
+    pub(crate) fn max_body_size(&self) -> usize {
+        self.inner.config.max_body_size
+    }
+
+    /// Starts the sweeper task if it is not running; needs a tokio runtime.
+    fn ensure_sweeper(&self) {
+        if self.inner.sweeper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let period = self.inner.config.sweep_period;
+        tokio::spawn(sweep_loop(weak, period));
+    }
+}
+
+async fn sweep_loop(engine: Weak<Inner>, period: std::time::Duration) {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        inner.sweep().await;
+    }
+}
+
+impl Inner {
+    pub(crate) fn emit(&self, event: &ServerEvent) {
+        let listeners = self.event_listeners.read().clone();
+        for (_, listener) in listeners.iter() {
+            listener(event);
+        }
+    }
+
+    pub(crate) fn expiry_from(&self, now: Instant) -> Instant {
+        now + self.config.interval + self.config.max_interval
+    }
+
+    /// Removes expired sessions and unused channels.
+    async fn sweep(&self) {
+        let now = Instant::now();
+        let expired: Vec<ServerSession> = self
+            .sessions
+            .read()
+            .values()
+            .filter(|session| {
+                let state = session.0.state.lock();
+                state.held.is_none() && state.expire_at.is_some_and(|at| at <= now)
+            })
+            .cloned()
+            .collect();
+        for session in expired {
+            tracing::debug!(client_id = %session.id(), "session expired");
+            self.remove_session(&session, RemoveReason::Timeout).await;
+        }
+        let removed = self.channels.write().sweep();
+        for name in removed {
+            self.emit(&ServerEvent::ChannelRemoved(name));
+        }
+    }
+
+    /// Removes a session: unsubscribes it everywhere, wakes its held connect, and tells
+    /// listeners. Returns `false` if it was already removed.
+    pub(crate) async fn remove_session(
+        &self,
+        session: &ServerSession,
+        reason: RemoveReason,
+    ) -> bool {
+        if self.sessions.write().remove(&session.0.id).is_none() {
+            return false;
+        }
+        let (subscriptions, held) = {
+            let mut state = session.0.state.lock();
+            state.removed = Some(reason);
+            state.expire_at = None;
+            (std::mem::take(&mut state.subscriptions), state.held.take())
+        };
+        if let Some(slot) = held {
+            let _ = slot.wake.send(session::Wake::Removed);
+        }
+        if let Some(browser) = &session.0.browser {
+            let mut browsers = self.browsers.lock();
+            if let Some(entry) = browsers.get_mut(browser) {
+                entry.sessions = entry.sessions.saturating_sub(1);
+                if entry.sessions == 0 && entry.holding.is_empty() {
+                    browsers.remove(browser);
+                }
+            }
+        }
+        {
+            let mut channels = self.channels.write();
+            for name in &subscriptions {
+                if let Some(entry) = channels.get_mut(name) {
+                    entry.subscribers.remove(&session.0.id);
+                }
+            }
+        }
+        for channel in subscriptions {
+            self.emit(&ServerEvent::Unsubscribed {
+                session: session.clone(),
+                channel,
+                message: None,
+            });
+        }
+        self.emit(&ServerEvent::SessionRemoved {
+            session: session.clone(),
+            reason,
+        });
+        for listener in session.take_removed_listeners() {
+            listener(session.clone(), reason).await;
+        }
+        tracing::debug!(client_id = %session.id(), ?reason, "session removed");
+        true
+    }
+
+    pub(crate) fn add_browser_session(&self, browser: &Arc<str>) {
+        self.browsers
+            .lock()
+            .entry(browser.clone())
+            .or_default()
+            .sessions += 1;
+    }
+
+    /// Claims a long-poll for `session` within its browser's limit. A session that already
+    /// holds one keeps its place (its new connect displaces the old).
+    pub(crate) fn try_hold(&self, browser: &Arc<str>, session: &Arc<str>, generation: u64) -> bool {
+        let mut browsers = self.browsers.lock();
+        let entry = browsers.entry(browser.clone()).or_default();
+        if let Some(held) = entry.holding.iter_mut().find(|(id, _)| id == session) {
+            held.1 = generation;
+            return true;
+        }
+        match self.config.max_sessions_per_browser {
+            Some(max) if entry.holding.len() >= max => false,
+            _ => {
+                entry.holding.push((session.clone(), generation));
+                true
+            }
+        }
+    }
+
+    /// Releases the long-poll claimed by connect `generation` of `session`, if still its own.
+    pub(crate) fn release_hold(&self, browser: &Arc<str>, session: &Arc<str>, generation: u64) {
+        let mut browsers = self.browsers.lock();
+        if let Some(entry) = browsers.get_mut(browser) {
+            entry
+                .holding
+                .retain(|(id, held)| !(id == session && *held == generation));
+            if entry.sessions == 0 && entry.holding.is_empty() {
+                browsers.remove(browser);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn browser_count(&self) -> usize {
+        self.browsers.lock().len()
+    }
+}
+
+/// A random id of 160 bits from the operating system's CSPRNG, as 40 hex digits.
+pub(crate) fn random_id() -> Arc<str> {
+    let mut bytes = [0u8; 20];
+    if let Err(err) = getrandom::fill(&mut bytes) {
+        // Without a CSPRNG no id would be safe to hand out; there is nothing to fall back on.
+        panic!("the operating system's random number generator failed: {err}");
+    }
+    let mut out = String::with_capacity(40);
+    for byte in bytes {
+        use std::fmt::Write;
+        let _ = write!(out, "{byte:02x}");
+    }
+    Arc::from(out)
+}

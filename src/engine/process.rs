@@ -1,0 +1,659 @@
+//! The message pipeline: what the engine does with a batch of client messages.
+//!
+//! Transports call [`Bayeux::process_batch`] with the messages of one request and write out the
+//! [`BatchOutcome`]: queued deliveries first, then the replies in request order. A lone
+//! `/meta/connect` may instead come back as a [`HeldConnect`] that the transport awaits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::context::RequestContext;
+use crate::protocol::{
+    Advice, BAYEUX_VERSION, ChannelKind, ChannelName, ErrorCode, Message, Reconnect, meta,
+};
+
+use super::channel::MessageEvent;
+use super::event::{RemoveReason, ServerEvent};
+use super::session::{BatchGuard, Delivery, HeldSlot, Wake};
+use super::{Bayeux, ServerSession, random_id};
+
+/// What the transport knows about the connection a batch arrived on.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Connection {
+    /// The browser cookie's value, if the request carried one.
+    pub(crate) browser: Option<String>,
+}
+
+/// A batch the engine refuses as a whole (the transport answers with a 4xx).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BatchError {
+    #[error("a /meta/handshake must be sent alone, not batched with other messages")]
+    HandshakeBatched,
+}
+
+/// The result of processing one batch.
+pub(crate) struct BatchOutcome {
+    /// Deliveries to write before the replies.
+    pub(crate) queued: Vec<Delivery>,
+    /// One reply per request message, in order.
+    pub(crate) replies: Vec<Message>,
+    /// Set when the batch was a `/meta/connect` the engine holds.
+    pub(crate) held: Option<HeldConnect>,
+    /// A browser id to set as the browser cookie (after a handshake without one).
+    pub(crate) new_browser: Option<Arc<str>>,
+}
+
+/// How a held connect ended.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per connect and consumed at once; boxing would only add an allocation"
+)]
+pub(crate) enum ConnectEnd {
+    /// A newer connect of the session took over; answer with this HTTP status and no body.
+    Displaced(StatusCode),
+    /// Answer with the queued deliveries and the connect reply.
+    Reply {
+        queued: Vec<Delivery>,
+        reply: Message,
+    },
+}
+
+/// A `/meta/connect` waiting for messages, its timeout, a newer connect or the session's end.
+///
+/// Dropping it (the client went away) releases the long-poll and starts the session's expiry.
+pub(crate) struct HeldConnect {
+    bayeux: Bayeux,
+    session: ServerSession,
+    generation: u64,
+    wake: oneshot::Receiver<Wake>,
+    hold: Duration,
+    reply: Option<Message>,
+}
+
+impl HeldConnect {
+    pub(crate) async fn wait(mut self) -> ConnectEnd {
+        let wake = match tokio::time::timeout(self.hold, &mut self.wake).await {
+            Ok(Ok(wake)) => Some(wake),
+            // The slot was dropped without a word: treat it as a wake-up and look at the state.
+            Ok(Err(_)) => Some(Wake::Messages),
+            Err(_elapsed) => None,
+        };
+        let reply = self.reply.take().unwrap_or_default();
+        self.release();
+        if wake == Some(Wake::Displaced) {
+            return ConnectEnd::Displaced(
+                self.bayeux.inner.config.duplicate_meta_connect_http_status,
+            );
+        }
+        let queued = self.session.drain();
+        let reply = self.bayeux.finish_connect(&self.session, reply);
+        ConnectEnd::Reply { queued, reply }
+    }
+
+    /// Gives up the slot and the browser's long-poll if they are still this connect's.
+    fn release(&self) {
+        {
+            let mut state = self.session.0.state.lock();
+            if state
+                .held
+                .as_ref()
+                .is_some_and(|slot| slot.generation == self.generation)
+            {
+                state.held = None;
+            }
+        }
+        if let Some(browser) = &self.session.0.browser {
+            self.bayeux
+                .inner
+                .release_hold(browser, &self.session.0.id, self.generation);
+        }
+    }
+}
+
+impl Drop for HeldConnect {
+    fn drop(&mut self) {
+        if self.reply.is_some() {
+            // Abandoned while held: the client is gone, so the session starts to expire.
+            self.release();
+            let mut state = self.session.0.state.lock();
+            if state.removed.is_none() && state.held.is_none() {
+                state.expire_at = Some(self.bayeux.inner.expiry_from(Instant::now()));
+            }
+        }
+    }
+}
+
+fn unknown_session(request: &Message) -> Message {
+    let mut reply = Message::reply_to(request);
+    reply.fail(ErrorCode::SessionUnknown);
+    if request.channel == meta::CONNECT || request.channel == meta::HANDSHAKE {
+        reply.advice = Some(Advice {
+            reconnect: Some(Reconnect::Handshake),
+            interval: Some(0),
+            ..Advice::default()
+        });
+    }
+    if request.channel == meta::SUBSCRIBE || request.channel == meta::UNSUBSCRIBE {
+        // The client cleans up failed subscriptions by this field.
+        reply.subscription = request.subscription.clone();
+    }
+    reply
+}
+
+fn failed(request: &Message, error: ErrorCode) -> Message {
+    let mut reply = Message::reply_to(request);
+    reply.fail(error);
+    reply
+}
+
+enum Step {
+    Reply(Message),
+    Hold(HeldConnect),
+}
+
+impl Bayeux {
+    /// Processes the messages of one request.
+    pub(crate) async fn process_batch(
+        &self,
+        messages: Vec<Message>,
+        connection: &Connection,
+    ) -> Result<BatchOutcome, BatchError> {
+        if messages.len() > 1 && messages.iter().any(|m| m.channel == meta::HANDSHAKE) {
+            return Err(BatchError::HandshakeBatched);
+        }
+        if let [only] = messages.as_slice()
+            && only.channel == meta::HANDSHAKE
+        {
+            let mut messages = messages;
+            return Ok(self.handshake(messages.remove(0), connection).await);
+        }
+
+        let session = messages
+            .iter()
+            .find_map(|m| m.client_id.as_deref())
+            .and_then(|id| self.lookup(id, connection));
+        let single = messages.len() == 1;
+        let lone_connect = single && messages[0].channel == meta::CONNECT;
+        // Deliveries caused while processing ride on this response instead of waking the
+        // session's held connect (unless this request is that connect).
+        let batch: Option<BatchGuard> = session
+            .as_ref()
+            .filter(|_| !lone_connect)
+            .map(ServerSession::begin_batch);
+
+        let mut replies = Vec::with_capacity(messages.len());
+        let mut held = None;
+        for message in messages {
+            // A message may omit clientId (publish); one naming another session is unknown.
+            let owner = match (&session, message.client_id.as_deref()) {
+                (Some(s), Some(id)) if s.id() != id => None,
+                (s, _) => s.as_ref(),
+            };
+            match self.process_one(message, owner, single).await {
+                Step::Reply(reply) => replies.push(reply),
+                Step::Hold(connect) => held = Some(connect),
+            }
+        }
+        let queued = match (&session, &held) {
+            (Some(session), None) => session.drain(),
+            _ => Vec::new(),
+        };
+        drop(batch);
+        Ok(BatchOutcome {
+            queued,
+            replies,
+            held,
+            new_browser: None,
+        })
+    }
+
+    /// The live session `id`, if the connection may use it: over HTTP the request must carry
+    /// the browser cookie the session was created with, so a leaked `clientId` alone does not
+    /// give access to a session.
+    fn lookup(&self, id: &str, connection: &Connection) -> Option<ServerSession> {
+        let session = self.session(id)?;
+        match &session.0.browser {
+            Some(browser) if connection.browser.as_deref() != Some(&**browser) => None,
+            _ => Some(session),
+        }
+    }
+
+    async fn process_one(
+        &self,
+        message: Message,
+        session: Option<&ServerSession>,
+        single: bool,
+    ) -> Step {
+        if message.channel.is_empty() {
+            return Step::Reply(failed(&message, ErrorCode::ChannelMissing));
+        }
+        let Some(session) = session.filter(|s| !s.is_removed()) else {
+            return Step::Reply(unknown_session(&message));
+        };
+        let Ok(channel) = ChannelName::new(&message.channel) else {
+            return Step::Reply(failed(&message, ErrorCode::ChannelInvalid));
+        };
+        if message.channel != meta::CONNECT {
+            self.extend_expiry(session);
+        }
+        let span = tracing::debug_span!("bayeux", client_id = %session.id(), channel = %channel);
+        let _enter = span.enter();
+        tracing::trace!(?message, "incoming");
+        match channel.kind() {
+            ChannelKind::Meta => {
+                let reply = match channel.as_str() {
+                    meta::CONNECT => return self.connect(session, message, single),
+                    meta::SUBSCRIBE => self.subscribe(session, &message).await,
+                    meta::UNSUBSCRIBE => self.unsubscribe(session, &message),
+                    meta::DISCONNECT => self.disconnect(session, &message).await,
+                    _ => failed(&message, ErrorCode::PublishDenied),
+                };
+                Step::Reply(
+                    self.notify_meta_listeners(session, &channel, message, reply)
+                        .await,
+                )
+            }
+            ChannelKind::Service | ChannelKind::Broadcast => {
+                Step::Reply(self.publish_from_client(session, channel, message).await)
+            }
+        }
+    }
+
+    /// Other messages keep a session alive for at least `max_interval` more.
+    fn extend_expiry(&self, session: &ServerSession) {
+        let mut state = session.0.state.lock();
+        if let Some(at) = state.expire_at {
+            let floor = Instant::now() + self.inner.config.max_interval;
+            state.expire_at = Some(at.max(floor));
+        }
+    }
+
+    fn advice(&self) -> Advice {
+        Advice {
+            reconnect: Some(Reconnect::Retry),
+            interval: Some(self.inner.config.interval_ms()),
+            timeout: Some(self.inner.config.timeout_ms()),
+            ..Advice::default()
+        }
+    }
+
+    async fn handshake(&self, message: Message, connection: &Connection) -> BatchOutcome {
+        let mut reply = Message::reply_to(&message);
+        let outcome = |reply, new_browser| BatchOutcome {
+            queued: Vec::new(),
+            replies: vec![reply],
+            held: None,
+            new_browser,
+        };
+        let offered = &self.inner.connection_types;
+        if let Some(types) = &message.supported_connection_types
+            && !types.iter().any(|t| offered.contains(&t.as_str()))
+        {
+            reply.fail(ErrorCode::HandshakeFailed);
+            reply.supported_connection_types = Some(offered.iter().map(|t| (*t).into()).collect());
+            reply.advice = Some(Advice {
+                reconnect: Some(Reconnect::None),
+                ..Advice::default()
+            });
+            return outcome(reply, None);
+        }
+
+        let (browser, new_browser) = match &connection.browser {
+            Some(browser) => (Arc::<str>::from(browser.as_str()), None),
+            None => {
+                let browser = random_id();
+                (browser.clone(), Some(browser))
+            }
+        };
+        let session = ServerSession::new(
+            random_id(),
+            Some(browser.clone()),
+            Arc::downgrade(&self.inner),
+        );
+        if let Some(policy) = &self.inner.config.policy
+            && !policy.can_handshake(&session, &message).await
+        {
+            tracing::debug!("handshake denied by the security policy");
+            reply.fail(ErrorCode::HandshakeDenied);
+            reply.advice = Some(Advice {
+                reconnect: Some(Reconnect::None),
+                ..Advice::default()
+            });
+            return outcome(reply, None);
+        }
+
+        self.ensure_sweeper();
+        session.0.state.lock().expire_at = Some(self.inner.expiry_from(Instant::now()));
+        self.inner
+            .sessions
+            .write()
+            .insert(session.0.id.clone(), session.clone());
+        self.inner.add_browser_session(&browser);
+        tracing::debug!(client_id = %session.id(), "session added");
+        self.inner.emit(&ServerEvent::SessionAdded {
+            session: session.clone(),
+            handshake: message.clone(),
+        });
+
+        reply.successful = Some(true);
+        reply.client_id = Some(session.id().to_owned());
+        reply.version = Some(BAYEUX_VERSION.to_owned());
+        reply.minimum_version = Some(BAYEUX_VERSION.to_owned());
+        reply.supported_connection_types = Some(offered.iter().map(|t| (*t).into()).collect());
+        reply.advice = Some(self.advice());
+        let channel = ChannelName::from_static(meta::HANDSHAKE);
+        let reply = self
+            .notify_meta_listeners(&session, &channel, message, reply)
+            .await;
+        outcome(reply, new_browser)
+    }
+
+    fn connect(&self, session: &ServerSession, message: Message, single: bool) -> Step {
+        let config = &self.inner.config;
+        let mut reply = Message::reply_to(&message);
+        reply.successful = Some(true);
+        let client_timeout = message
+            .advice
+            .as_ref()
+            .and_then(|a| a.timeout)
+            .map(|ms| Duration::from_millis(ms.max(0).unsigned_abs()));
+        let hold = client_timeout.map_or(config.timeout, |t| t.min(config.timeout));
+
+        let (generation, displaced, first, has_messages) = {
+            let mut state = session.0.state.lock();
+            state.expire_at = None;
+            state.next_generation += 1;
+            (
+                state.next_generation,
+                state.held.take(),
+                !state.connected,
+                !state.queue.is_empty(),
+            )
+        };
+        // One long-poll per session: the older one is answered at once.
+        if let Some(slot) = displaced {
+            let _ = slot.wake.send(Wake::Displaced);
+        }
+        if first || message.advice.is_some() {
+            reply.advice = Some(self.advice());
+        }
+        // The first connect after a handshake returns at once (old clients send no
+        // `timeout: 0` on it), as do connects in a batch and connects with messages waiting.
+        let suspend = single && !first && !hold.is_zero() && !has_messages;
+        if !suspend {
+            return Step::Reply(self.finish_connect(session, reply));
+        }
+        if let Some(browser) = &session.0.browser
+            && !self.inner.try_hold(browser, &session.0.id, generation)
+        {
+            let interval = config.multi_session_interval_ms();
+            let advice = reply.advice_mut();
+            advice.multiple_clients = Some(true);
+            if interval > 0 {
+                advice.reconnect = Some(Reconnect::Retry);
+                advice.interval = Some(interval);
+            } else {
+                advice.reconnect = Some(Reconnect::None);
+                advice.interval = None;
+                advice.timeout = None;
+                reply.fail(ErrorCode::MultipleClients);
+            }
+            return Step::Reply(self.finish_connect(session, reply));
+        }
+
+        let (tx, rx) = oneshot::channel();
+        let registered = {
+            let mut state = session.0.state.lock();
+            // A delivery or removal may have slipped in since the check above.
+            if state.removed.is_some()
+                || !state.queue.is_empty()
+                || state.next_generation != generation
+            {
+                false
+            } else {
+                state.held = Some(HeldSlot {
+                    generation,
+                    wake: tx,
+                });
+                true
+            }
+        };
+        if !registered {
+            if let Some(browser) = &session.0.browser {
+                self.inner.release_hold(browser, &session.0.id, generation);
+            }
+            return Step::Reply(self.finish_connect(session, reply));
+        }
+        tracing::trace!(hold_ms = hold.as_millis() as u64, "connect held");
+        Step::Hold(HeldConnect {
+            bayeux: self.clone(),
+            session: session.clone(),
+            generation,
+            wake: rx,
+            hold,
+            reply: Some(reply),
+        })
+    }
+
+    /// Completes a connect reply: the session now counts as connected and starts expiring;
+    /// a removed session is told not to come back.
+    fn finish_connect(&self, session: &ServerSession, mut reply: Message) -> Message {
+        let mut state = session.0.state.lock();
+        if state.removed.is_some() {
+            let advice = reply.advice_mut();
+            advice.reconnect = Some(Reconnect::None);
+            advice.timeout = None;
+            advice.interval = None;
+        } else {
+            state.connected = true;
+            if state.held.is_none() {
+                state.expire_at = Some(self.inner.expiry_from(Instant::now()));
+            }
+        }
+        reply
+    }
+
+    async fn disconnect(&self, session: &ServerSession, message: &Message) -> Message {
+        self.inner
+            .remove_session(session, RemoveReason::Disconnected)
+            .await;
+        let mut reply = Message::reply_to(message);
+        reply.successful = Some(true);
+        reply
+    }
+
+    /// Parses the `subscription` field: every name valid and none a meta channel.
+    fn subscription_channels(message: &Message) -> Result<Vec<ChannelName>, ErrorCode> {
+        let names = match &message.subscription {
+            Some(subscription) if !subscription.names().is_empty() => subscription.names(),
+            _ => return Err(ErrorCode::SubscriptionMissing),
+        };
+        names
+            .iter()
+            .map(|name| ChannelName::new(name).map_err(|_| ErrorCode::SubscriptionInvalid))
+            .collect()
+    }
+
+    async fn subscribe(&self, session: &ServerSession, message: &Message) -> Message {
+        let mut reply = Message::reply_to(message);
+        reply.subscription = message.subscription.clone();
+        let channels = match Self::subscription_channels(message) {
+            Ok(channels) => channels,
+            Err(error) => {
+                reply.fail(error);
+                return reply;
+            }
+        };
+        for channel in &channels {
+            if channel.is_meta() {
+                reply.fail(ErrorCode::SubscribeDenied);
+                return reply;
+            }
+            if let Some(policy) = &self.inner.config.policy {
+                let exists = self.inner.channels.read().contains(channel);
+                let allowed = (exists || policy.can_create(session, message, channel).await)
+                    && policy.can_subscribe(session, message, channel).await;
+                if !allowed {
+                    tracing::debug!(%channel, "subscription denied by the security policy");
+                    reply.fail(ErrorCode::SubscribeDenied);
+                    return reply;
+                }
+            }
+        }
+
+        let mut events = Vec::new();
+        {
+            let mut state = session.0.state.lock();
+            if state.removed.is_some() {
+                return unknown_session(message);
+            }
+            let mut table = self.inner.channels.write();
+            // Service subscriptions succeed but are not recorded: service messages are never
+            // broadcast.
+            for channel in channels.into_iter().filter(|c| !c.is_service()) {
+                let (entry, created) = table.entry(&channel);
+                if created {
+                    events.push(ServerEvent::ChannelAdded(channel.clone()));
+                }
+                if entry
+                    .subscribers
+                    .insert(session.0.id.clone(), session.clone())
+                    .is_none()
+                {
+                    state.subscriptions.insert(channel.clone());
+                    events.push(ServerEvent::Subscribed {
+                        session: session.clone(),
+                        channel,
+                        message: message.clone(),
+                    });
+                }
+            }
+        }
+        for event in &events {
+            self.inner.emit(event);
+        }
+        reply.successful = Some(true);
+        reply
+    }
+
+    fn unsubscribe(&self, session: &ServerSession, message: &Message) -> Message {
+        let mut reply = Message::reply_to(message);
+        reply.subscription = message.subscription.clone();
+        let channels = match Self::subscription_channels(message) {
+            Ok(channels) => channels,
+            Err(error) => {
+                reply.fail(error);
+                return reply;
+            }
+        };
+        let mut events = Vec::new();
+        {
+            let mut state = session.0.state.lock();
+            let mut table = self.inner.channels.write();
+            for channel in channels {
+                if state.subscriptions.remove(&channel) {
+                    if let Some(entry) = table.get_mut(&channel) {
+                        entry.subscribers.remove(&session.0.id);
+                    }
+                    events.push(ServerEvent::Unsubscribed {
+                        session: session.clone(),
+                        channel,
+                        message: Some(message.clone()),
+                    });
+                }
+            }
+        }
+        for event in &events {
+            self.inner.emit(event);
+        }
+        reply.successful = Some(true);
+        reply
+    }
+
+    async fn publish_from_client(
+        &self,
+        session: &ServerSession,
+        channel: ChannelName,
+        message: Message,
+    ) -> Message {
+        if channel.is_wild() {
+            return failed(&message, ErrorCode::ChannelInvalid);
+        }
+        let exists = self.inner.channels.read().contains(&channel);
+        if let Some(policy) = &self.inner.config.policy {
+            if !exists && !policy.can_create(session, &message, &channel).await {
+                return failed(&message, ErrorCode::ChannelDenied);
+            }
+            if !policy.can_publish(session, &message, &channel).await {
+                tracing::debug!("publish denied by the security policy");
+                return failed(&message, ErrorCode::PublishDenied);
+            }
+        }
+        if !exists {
+            let created = self.inner.channels.write().entry(&channel).1;
+            if created {
+                self.inner.emit(&ServerEvent::ChannelAdded(channel.clone()));
+            }
+        }
+
+        let mut reply = Message::reply_to(&message);
+        reply.successful = Some(true);
+        let listeners = self.inner.channels.read().listeners_for(&channel);
+        let mut event = MessageEvent {
+            session: session.clone(),
+            channel,
+            message,
+            reply,
+            context: RequestContext::current(),
+        };
+        for listener in listeners {
+            let verdict = listener(event).await;
+            event = verdict.event;
+            if verdict.vetoed {
+                let mut reply = event.reply;
+                if reply.successful != Some(false) {
+                    reply.fail(ErrorCode::MessageDeleted);
+                }
+                return reply;
+            }
+        }
+        if event.channel.is_broadcast() {
+            let mut message = event.message;
+            // Never leak the publisher's clientId, nor let its id collide with the recipients'.
+            message.id = None;
+            message.client_id = None;
+            message.channel = event.channel.as_str().to_owned();
+            self.inner.broadcast(&event.channel, &message);
+        }
+        event.reply
+    }
+
+    /// Meta channel listeners observe the processed message and may edit its reply.
+    async fn notify_meta_listeners(
+        &self,
+        session: &ServerSession,
+        channel: &ChannelName,
+        message: Message,
+        reply: Message,
+    ) -> Message {
+        let listeners = self.inner.channels.read().listeners_for(channel);
+        if listeners.is_empty() {
+            return reply;
+        }
+        let mut event = MessageEvent {
+            session: session.clone(),
+            channel: channel.clone(),
+            message,
+            reply,
+            context: RequestContext::current(),
+        };
+        for listener in listeners {
+            event = listener(event).await.event;
+        }
+        event.reply
+    }
+}

@@ -1,0 +1,286 @@
+//! Server sessions: their message queues, held connects and lifecycle.
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::protocol::{ChannelName, Message, meta};
+
+use super::event::RemoveReason;
+use super::{BoxFuture, Error, Inner, IntoChannelName, ListenerId};
+
+/// A message ready to be written to a client: serialised once, shared by every recipient.
+#[derive(Clone)]
+pub(crate) struct Delivery(Arc<DeliveryInner>);
+
+struct DeliveryInner {
+    json: Bytes,
+}
+
+impl Delivery {
+    pub(crate) fn new(message: &Message) -> Self {
+        Self(Arc::new(DeliveryInner {
+            json: Bytes::from(message.to_json()),
+        }))
+    }
+
+    /// The message as a JSON object.
+    pub(crate) fn json(&self) -> &Bytes {
+        &self.0.json
+    }
+}
+
+/// Why a held `/meta/connect` was woken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Messages are queued.
+    Messages,
+    /// A newer connect of the same session took its place.
+    Displaced,
+    /// The session was removed.
+    Removed,
+}
+
+pub(crate) struct HeldSlot {
+    pub(crate) generation: u64,
+    pub(crate) wake: oneshot::Sender<Wake>,
+}
+
+pub(crate) struct SessionState {
+    pub(crate) queue: VecDeque<Delivery>,
+    pub(crate) subscriptions: HashSet<ChannelName>,
+    pub(crate) held: Option<HeldSlot>,
+    pub(crate) next_generation: u64,
+    /// Requests of this session being processed: while non-zero, deliveries do not wake the
+    /// held connect, they ride on the response being built.
+    pub(crate) batching: u32,
+    /// Whether a connect reply has been sent (the first connect is never held).
+    pub(crate) connected: bool,
+    /// When the sweeper removes the session; `None` while a connect is being processed or held.
+    pub(crate) expire_at: Option<Instant>,
+    pub(crate) removed: Option<RemoveReason>,
+}
+
+type RemovedListener =
+    Arc<dyn Fn(ServerSession, RemoveReason) -> BoxFuture<'static, ()> + Send + Sync>;
+
+pub(crate) struct SessionInner {
+    pub(crate) id: Arc<str>,
+    pub(crate) browser: Option<Arc<str>>,
+    pub(crate) engine: Weak<Inner>,
+    pub(crate) state: Mutex<SessionState>,
+    removed_listeners: Mutex<Vec<(ListenerId, RemovedListener)>>,
+}
+
+/// A client session on the server. Cheap to clone; clones refer to the same session.
+///
+/// Obtained from events, listeners and the policy, or with
+/// [`Bayeux::session`](super::Bayeux::session).
+#[derive(Clone)]
+pub struct ServerSession(pub(crate) Arc<SessionInner>);
+
+impl fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerSession")
+            .field("id", &self.0.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for ServerSession {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ServerSession {}
+
+impl std::hash::Hash for ServerSession {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+impl ServerSession {
+    pub(crate) fn new(id: Arc<str>, browser: Option<Arc<str>>, engine: Weak<Inner>) -> Self {
+        Self(Arc::new(SessionInner {
+            id,
+            browser,
+            engine,
+            state: Mutex::new(SessionState {
+                queue: VecDeque::new(),
+                subscriptions: HashSet::new(),
+                held: None,
+                next_generation: 0,
+                batching: 0,
+                connected: false,
+                expire_at: None,
+                removed: None,
+            }),
+            removed_listeners: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// The session id (the `clientId` of its messages).
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// Whether the session has been removed (expired or disconnected).
+    pub fn is_removed(&self) -> bool {
+        self.0.state.lock().removed.is_some()
+    }
+
+    /// The channels and patterns the session subscribes to.
+    pub fn subscriptions(&self) -> Vec<ChannelName> {
+        self.0.state.lock().subscriptions.iter().cloned().collect()
+    }
+
+    /// How many messages wait to be sent to the client.
+    pub fn queue_len(&self) -> usize {
+        self.0.state.lock().queue.len()
+    }
+
+    /// Delivers `data` on `channel` to this session only, whatever its subscriptions (use it
+    /// to answer on a `/service` channel). The message goes out with the next response to the
+    /// client, waking its held `/meta/connect`.
+    ///
+    /// Fails if `channel` is not a valid name or the session has been removed.
+    pub async fn deliver(&self, channel: impl IntoChannelName, data: Value) -> Result<(), Error> {
+        let channel = channel.into_channel_name()?;
+        self.deliver_message(Message::with_data(channel.as_str(), data))
+            .await
+    }
+
+    /// Delivers a whole message (with `ext` or other fields) to this session only.
+    pub async fn deliver_message(&self, message: Message) -> Result<(), Error> {
+        if self.enqueue(Delivery::new(&message)) {
+            Ok(())
+        } else {
+            Err(Error::SessionRemoved(self.id().to_owned()))
+        }
+    }
+
+    /// Disconnects the session from the server side: it is removed (listeners hear
+    /// [`RemoveReason::ServerDisconnected`]), and a held `/meta/connect` returns carrying a
+    /// `/meta/disconnect` message and `reconnect: none` advice, so the client stops.
+    ///
+    /// Returns `false` if the session was already removed.
+    pub async fn disconnect(&self) -> bool {
+        let Some(engine) = self.0.engine.upgrade() else {
+            return false;
+        };
+        {
+            let mut state = self.0.state.lock();
+            if state.removed.is_some() {
+                return false;
+            }
+            let mut message = Message::new(meta::DISCONNECT);
+            message.successful = Some(true);
+            state.queue.push_back(Delivery::new(&message));
+        }
+        engine
+            .remove_session(self, RemoveReason::ServerDisconnected)
+            .await
+    }
+
+    /// Adds a listener called once when the session is removed, with the reason (timeout or
+    /// disconnect). It runs after the session's subscriptions are gone; the engine awaits it.
+    ///
+    /// ```
+    /// # fn example(session: tower_bayeux::ServerSession) {
+    /// session.on_removed(|session, reason| async move {
+    ///     if reason.is_timeout() {
+    ///         println!("{} timed out", session.id());
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn on_removed<F, Fut>(&self, listener: F) -> ListenerId
+    where
+        F: Fn(ServerSession, RemoveReason) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let id = ListenerId::next();
+        let listener: RemovedListener =
+            Arc::new(move |session, reason| Box::pin(listener(session, reason)));
+        self.0.removed_listeners.lock().push((id, listener));
+        id
+    }
+
+    /// Removes a listener added with [`on_removed`](Self::on_removed). Returns whether it was
+    /// there.
+    pub fn remove_listener(&self, id: ListenerId) -> bool {
+        let mut listeners = self.0.removed_listeners.lock();
+        let before = listeners.len();
+        listeners.retain(|(listener_id, _)| *listener_id != id);
+        before != listeners.len()
+    }
+
+    pub(crate) fn take_removed_listeners(&self) -> Vec<RemovedListener> {
+        std::mem::take(&mut *self.0.removed_listeners.lock())
+            .into_iter()
+            .map(|(_, listener)| listener)
+            .collect()
+    }
+
+    /// Queues a delivery and wakes the held connect unless a request of this session is being
+    /// processed. Returns `false` if the session is removed.
+    pub(crate) fn enqueue(&self, delivery: Delivery) -> bool {
+        let wake = {
+            let mut state = self.0.state.lock();
+            if state.removed.is_some() {
+                return false;
+            }
+            state.queue.push_back(delivery);
+            if state.batching == 0 {
+                state.held.take()
+            } else {
+                None
+            }
+        };
+        if let Some(slot) = wake {
+            let _ = slot.wake.send(Wake::Messages);
+        }
+        true
+    }
+
+    /// Takes every queued delivery.
+    pub(crate) fn drain(&self) -> Vec<Delivery> {
+        let mut state = self.0.state.lock();
+        state.queue.drain(..).collect()
+    }
+
+    /// Marks a request of this session as being processed until the guard is dropped.
+    pub(crate) fn begin_batch(&self) -> BatchGuard {
+        self.0.state.lock().batching += 1;
+        BatchGuard(self.clone())
+    }
+}
+
+/// Ends a session batch when dropped; wakes the held connect if deliveries were left queued.
+pub(crate) struct BatchGuard(ServerSession);
+
+impl Drop for BatchGuard {
+    fn drop(&mut self) {
+        let wake = {
+            let mut state = self.0.0.state.lock();
+            state.batching -= 1;
+            if state.batching == 0 && !state.queue.is_empty() {
+                state.held.take()
+            } else {
+                None
+            }
+        };
+        if let Some(slot) = wake {
+            let _ = slot.wake.send(Wake::Messages);
+        }
+    }
+}

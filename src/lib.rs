@@ -1,0 +1,69 @@
+//! A Bayeux 1.0 / CometD server as Tower middleware.
+//!
+//! `tower-bayeux` serves the protocol of the official CometD clients (the JavaScript `cometd`
+//! package, in browsers and in Node, and the Java client) from any tower stack: put a
+//! [`BayeuxLayer`] around an axum router or any other service, and requests to the Bayeux path
+//! (`/cometd` by default) are answered by the engine while everything else goes through.
+//!
+//! # Shape
+//!
+//! - [`protocol`]: messages, advice, channel names, error strings.
+//! - [`Bayeux`]: the engine handle, built once with [`Bayeux::builder`]. Server channels
+//!   ([`ServerChannel`]) with async message listeners, server-side publish, sessions
+//!   ([`ServerSession`]) with direct delivery and removal listeners, engine
+//!   [events](ServerEvent) and a [`SecurityPolicy`].
+//! - Transports: long-polling (`POST` of JSON arrays at the path and below it).
+//! - [`BayeuxLayer`] / [`BayeuxService`]: the tower middleware.
+//! - [`context`]: the HTTP request being processed, from listeners, through a task-local.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use tower_bayeux::{Bayeux, BayeuxLayer};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let bayeux = Bayeux::builder().build();
+//!
+//! // Echo whatever a client publishes on /service/echo back to it.
+//! bayeux.channel("/service/echo")?.add_listener(|event| async move {
+//!     let _ = event.session().deliver("/service/echo", event.data().clone()).await;
+//!     event.proceed()
+//! });
+//!
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(BayeuxLayer::new(bayeux.clone()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Mounting in axum
+//!
+//! - `Router::layer(BayeuxLayer::new(bayeux))` wraps every route and the fallback; the layer
+//!   sees full paths and takes `/cometd` and below. Layers added after it (outer ones) run
+//!   first: put CORS and authentication there, so preflights are answered and an identity
+//!   inserted into the request extensions reaches listeners and the policy through
+//!   [`context::current`].
+//! - `Router::nest_service("/cometd", BayeuxService::new(bayeux))` strips the prefix; the
+//!   standalone service takes every request it is given.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod context;
+mod engine;
+mod layer;
+pub mod protocol;
+mod transport;
+
+pub use engine::{
+    Bayeux, BayeuxBuilder, Error, IntoChannelName, ListenerId, MessageEvent, RemoveReason,
+    SameSite, SecurityPolicy, ServerChannel, ServerEvent, ServerSession, Verdict,
+};
+pub use layer::{BayeuxBody, BayeuxLayer, BayeuxService, NotFound, ResponseFuture};
+pub use protocol::{ChannelName, ErrorCode, Message};
+
+/// The boxed error type request bodies' errors convert into.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,111 @@
+//! The error strings of Bayeux replies.
+
+use std::fmt;
+
+/// An error carried in the `error` field of a failed reply.
+///
+/// The strings follow the form `code:args:text` used by the CometD servers; clients key off the
+/// numeric code and the advice, so the text is stable but informative.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `400::channel_missing`: the message has no `channel`.
+    ChannelMissing,
+    /// `405::channel_invalid`: the channel name breaks the grammar, or a client published to a
+    /// wildcard pattern.
+    ChannelInvalid,
+    /// `402::session_unknown`: no live session has this `clientId` (for this browser).
+    SessionUnknown,
+    /// `403::handshake_denied`: the security policy refused the handshake.
+    HandshakeDenied,
+    /// `403::handshake_failed`: the handshake could not be completed (no common transport).
+    HandshakeFailed,
+    /// `403::channel_denied`: the security policy refused to create the channel.
+    ChannelDenied,
+    /// `403::publish_denied`: the security policy refused the publish, or the channel is a
+    /// meta channel clients may not publish to.
+    PublishDenied,
+    /// `403::subscription_missing`: `/meta/subscribe` or `/meta/unsubscribe` without
+    /// `subscription`.
+    SubscriptionMissing,
+    /// `405::subscription_invalid`: a subscription is not a valid channel name.
+    SubscriptionInvalid,
+    /// `403::subscribe_denied`: the security policy refused the subscription, or the channel is
+    /// a meta channel.
+    SubscribeDenied,
+    /// `404::message_deleted`: a listener or an extension dropped the message.
+    MessageDeleted,
+    /// `409::multiple_clients`: another session of the same browser holds the long-poll and
+    /// the server is configured not to let the others poll.
+    MultipleClients,
+}
+
+impl ErrorCode {
+    /// The wire string.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ChannelMissing => "400::channel_missing",
+            Self::ChannelInvalid => "405::channel_invalid",
+            Self::SessionUnknown => "402::session_unknown",
+            Self::HandshakeDenied => "403::handshake_denied",
+            Self::HandshakeFailed => "403::handshake_failed",
+            Self::ChannelDenied => "403::channel_denied",
+            Self::PublishDenied => "403::publish_denied",
+            Self::SubscriptionMissing => "403::subscription_missing",
+            Self::SubscriptionInvalid => "405::subscription_invalid",
+            Self::SubscribeDenied => "403::subscribe_denied",
+            Self::MessageDeleted => "404::message_deleted",
+            Self::MultipleClients => "409::multiple_clients",
+        }
+    }
+
+    /// The numeric code (`402` for `402::session_unknown`).
+    pub const fn code(self) -> u16 {
+        match self {
+            Self::ChannelMissing => 400,
+            Self::SessionUnknown => 402,
+            Self::ChannelInvalid | Self::SubscriptionInvalid => 405,
+            Self::MessageDeleted => 404,
+            Self::MultipleClients => 409,
+            _ => 403,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ErrorCode> for String {
+    fn from(code: ErrorCode) -> Self {
+        code.as_str().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn strings_start_with_their_code() {
+        for code in [
+            ErrorCode::ChannelMissing,
+            ErrorCode::ChannelInvalid,
+            ErrorCode::SessionUnknown,
+            ErrorCode::HandshakeDenied,
+            ErrorCode::HandshakeFailed,
+            ErrorCode::ChannelDenied,
+            ErrorCode::PublishDenied,
+            ErrorCode::SubscriptionMissing,
+            ErrorCode::SubscriptionInvalid,
+            ErrorCode::SubscribeDenied,
+            ErrorCode::MessageDeleted,
+            ErrorCode::MultipleClients,
+        ] {
+            let s = code.as_str();
+            assert!(s.starts_with(&format!("{}::", code.code())), "{s}");
+        }
+    }
+}
