@@ -59,10 +59,15 @@ impl ChannelTable {
     }
 
     /// The listeners for a message on `channel`: those of matching wildcard patterns first,
-    /// then the channel's own.
+    /// then the channel's own. Meta messages reach only `/meta/...` patterns, so a listener on
+    /// `/**` watches application traffic, not the protocol.
     pub(crate) fn listeners_for(&self, channel: &ChannelName) -> Vec<MessageListener> {
+        let meta = channel.is_meta();
         let mut out = Vec::new();
         let mut push = |name: &str| {
+            if meta && !name.starts_with("/meta/") {
+                return;
+            }
             if let Some(entry) = self.entries.get(name) {
                 out.extend(entry.listeners.iter().map(|(_, l)| l.clone()));
             }

@@ -657,3 +657,67 @@ impl Bayeux {
         event.reply
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(value: serde_json::Value) -> Message {
+        serde_json::from_value(value).unwrap()
+    }
+
+    async fn handshake(bayeux: &Bayeux, connection: &Connection) -> (String, Option<Arc<str>>) {
+        let outcome = bayeux
+            .process_batch(
+                vec![message(json!({"channel": "/meta/handshake"}))],
+                connection,
+            )
+            .await
+            .unwrap();
+        let id = outcome.replies[0].client_id.clone().unwrap();
+        (id, outcome.new_browser)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn browser_bookkeeping_is_released_with_its_sessions() {
+        let bayeux = Bayeux::builder()
+            .max_interval(Duration::from_secs(1))
+            .sweep_period(Duration::from_millis(100))
+            .build();
+        let (first, browser) = handshake(&bayeux, &Connection::default()).await;
+        let connection = Connection {
+            browser: browser.map(|b| b.to_string()),
+        };
+        let mut ids = vec![first];
+        for _ in 0..3 {
+            ids.push(handshake(&bayeux, &connection).await.0);
+        }
+        assert_eq!(bayeux.inner.browser_count(), 1);
+        let connect = |id: &str, timeout: i64| {
+            message(
+                json!({"channel": "/meta/connect", "clientId": id, "advice": {"timeout": timeout}}),
+            )
+        };
+        for id in &ids {
+            bayeux
+                .process_batch(vec![connect(id, 0)], &connection)
+                .await
+                .unwrap();
+        }
+        // One session holds a long-poll, then the client goes away mid-poll.
+        let outcome = bayeux
+            .process_batch(vec![connect(&ids[0], 5000)], &connection)
+            .await
+            .unwrap();
+        let held = outcome.held.expect("held");
+        drop(held);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(bayeux.session_count(), 0);
+        assert_eq!(
+            bayeux.inner.browser_count(),
+            0,
+            "no per-browser state left behind"
+        );
+    }
+}
