@@ -22,7 +22,9 @@ use std::time::Duration;
 use axum::Router;
 use clap::Parser;
 use serde_json::{Value, json};
-use tower_bayeux::{Bayeux, BayeuxLayer, ChannelName, Message, SecurityPolicy, ServerSession, context};
+use tower_bayeux::{
+    Bayeux, BayeuxLayer, ChannelName, Message, SecurityPolicy, ServerSession, context,
+};
 
 #[derive(Parser)]
 struct Args {
@@ -85,7 +87,10 @@ fn services(bayeux: &Bayeux) -> Result<(), tower_bayeux::Error> {
             let server = server.clone();
             async move {
                 let data = event.data().clone();
-                let target = data.get("channel").and_then(Value::as_str).unwrap_or_default();
+                let target = data
+                    .get("channel")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let payload = data.get("data").cloned().unwrap_or(Value::Null);
                 if let Err(err) = server.publish(target, payload).await {
                     event.reply_mut().fail(format!("400::{err}"));

@@ -67,3 +67,8 @@ pub use protocol::{ChannelName, ErrorCode, Message};
 
 /// The boxed error type request bodies' errors convert into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The README's Rust snippets, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

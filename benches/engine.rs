@@ -1,0 +1,101 @@
+//! Engine micro-benchmarks: message parsing and serialisation, wildcard lookup, and the cost of
+//! one publish fanned out to N subscribers.
+//!
+//! ```text
+//! cargo bench --bench engine
+//! ```
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::json;
+use tower::ServiceExt;
+use tower_bayeux::protocol::parse_messages;
+use tower_bayeux::{Bayeux, BayeuxService, ChannelName, Message};
+
+fn main() {
+    divan::main();
+}
+
+const PUBLISH: &[u8] = br#"[{"id":"17","channel":"/chat/room-1","clientId":"8cb2687ebc2e15b9fbceeb3e50d5a0c3d79f29cb","data":{"user":"alice","text":"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor."}}]"#;
+
+#[divan::bench]
+fn parse_publish() -> Vec<Message> {
+    parse_messages(divan::black_box(PUBLISH)).unwrap()
+}
+
+#[divan::bench]
+fn serialise_delivery(bencher: divan::Bencher) {
+    let message = parse_messages(PUBLISH).unwrap().remove(0);
+    bencher.bench(|| divan::black_box(&message).to_json());
+}
+
+#[divan::bench]
+fn wild_ancestors_of_a_deep_channel(bencher: divan::Bencher) {
+    let channel = ChannelName::new("/a/b/c/d/e").unwrap();
+    bencher.bench(|| {
+        let mut total = 0;
+        divan::black_box(&channel).for_each_wild_ancestor(|name| total += name.len());
+        total
+    });
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+async fn post(bayeux: &Bayeux, cookie: Option<&str>, body: String) -> (Option<String>, serde_json::Value) {
+    let mut request = http::Request::post("/cometd");
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = BayeuxService::new(bayeux.clone())
+        .oneshot(request.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (cookie, serde_json::from_slice(&body).unwrap())
+}
+
+/// An engine with `n` sessions subscribed to `/room` (through the long-polling service).
+fn engine_with_subscribers(n: usize) -> Bayeux {
+    runtime().block_on(async {
+        let bayeux = Bayeux::builder()
+            .max_sessions_per_browser(None)
+            .max_interval(std::time::Duration::from_secs(3600))
+            .build();
+        let handshake = json!([{"channel": "/meta/handshake", "version": "1.0"}]).to_string();
+        let (cookie, _) = post(&bayeux, None, handshake.clone()).await;
+        let cookie = cookie.unwrap();
+        for _ in 0..n {
+            let (_, reply) = post(&bayeux, Some(&cookie), handshake.clone()).await;
+            let id = reply[0]["clientId"].as_str().unwrap().to_owned();
+            let subscribe =
+                json!([{"channel": "/meta/subscribe", "subscription": "/room", "clientId": id}]);
+            post(&bayeux, Some(&cookie), subscribe.to_string()).await;
+        }
+        bayeux
+    })
+}
+
+/// One server-side publish to `n` subscribers: one serialisation, `n` queue pushes. Queues are
+/// not drained, so the sample count is bounded.
+#[divan::bench(args = [10, 1_000, 10_000], sample_count = 20, sample_size = 5)]
+fn publish_fan_out(bencher: divan::Bencher, n: usize) {
+    let bayeux = engine_with_subscribers(n);
+    let data = json!({"user": "alice", "text": "Lorem ipsum dolor sit amet, consectetur adipiscing."});
+    bencher.counter(divan::counter::ItemsCount::new(n)).bench(|| {
+        runtime().block_on(bayeux.publish("/room", data.clone())).unwrap();
+    });
+}
