@@ -476,6 +476,13 @@ async fn broadcasts_carry_neither_the_publishers_id_nor_its_client_id() {
         json!({"channel": "/news", "data": {"a": 1}, "ext": {"e": true}, "custom": 5})
     );
     assert!(!reply[0].to_string().contains(&publisher.client_id));
+    publisher.send(vec![json!({"channel": "/news"})]).await;
+    let reply = subscriber.connect(Some(0)).await;
+    assert_eq!(
+        reply[0],
+        json!({"channel": "/news", "data": null}),
+        "deliveries always carry data"
+    );
 }
 
 #[tokio::test(start_paused = true)]

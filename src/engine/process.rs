@@ -627,6 +627,8 @@ impl Bayeux {
             message.id = None;
             message.client_id = None;
             message.channel = event.channel.as_str().to_owned();
+            // Deliveries must carry `data`; clients dispatch to subscribers by it.
+            message.data.get_or_insert(serde_json::Value::Null);
             self.inner.broadcast(&event.channel, &message);
         }
         event.reply

@@ -193,6 +193,7 @@ impl ServerSession {
 
     /// Adds a listener called once when the session is removed, with the reason (timeout or
     /// disconnect). It runs after the session's subscriptions are gone; the engine awaits it.
+    /// A listener added to a session that is already removed is never called.
     ///
     /// ```
     /// # fn example(session: tower_bayeux::ServerSession) {
