@@ -96,8 +96,13 @@ where
 
     let mut response = Response::new(Full::new(body));
     let headers = response.headers_mut();
+    // A HeaderMap yields a name only with the first of its values.
+    let mut last = None;
     for (name, value) in context.take_response_headers() {
-        if let Some(name) = name {
+        if name.is_some() {
+            last = name;
+        }
+        if let Some(name) = &last {
             headers.append(name, value);
         }
     }
