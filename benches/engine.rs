@@ -51,7 +51,11 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-async fn post(bayeux: &Bayeux, cookie: Option<&str>, body: String) -> (Option<String>, serde_json::Value) {
+async fn post(
+    bayeux: &Bayeux,
+    cookie: Option<&str>,
+    body: String,
+) -> (Option<String>, serde_json::Value) {
     let mut request = http::Request::post("/cometd");
     if let Some(cookie) = cookie {
         request = request.header("cookie", cookie);
@@ -94,8 +98,13 @@ fn engine_with_subscribers(n: usize) -> Bayeux {
 #[divan::bench(args = [10, 1_000, 10_000], sample_count = 20, sample_size = 5)]
 fn publish_fan_out(bencher: divan::Bencher, n: usize) {
     let bayeux = engine_with_subscribers(n);
-    let data = json!({"user": "alice", "text": "Lorem ipsum dolor sit amet, consectetur adipiscing."});
-    bencher.counter(divan::counter::ItemsCount::new(n)).bench(|| {
-        runtime().block_on(bayeux.publish("/room", data.clone())).unwrap();
-    });
+    let data =
+        json!({"user": "alice", "text": "Lorem ipsum dolor sit amet, consectetur adipiscing."});
+    bencher
+        .counter(divan::counter::ItemsCount::new(n))
+        .bench(|| {
+            runtime()
+                .block_on(bayeux.publish("/room", data.clone()))
+                .unwrap();
+        });
 }
