@@ -13,6 +13,8 @@
 //! - a policy refusing handshakes with `ext.auth.deny == true`, subscriptions under
 //!   `/forbidden/**` and client publishes under `/readonly/**`.
 //!
+//! `--no-websocket` refuses websocket upgrades, so clients fall back to long-polling.
+//!
 //! Every other path answers `200 inner`. The first line on stdout is `listening on http://ADDR`.
 
 use std::io::Write;
@@ -31,6 +33,9 @@ struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// Refuse websocket upgrades (clients fall back to long-polling).
+    #[arg(long)]
+    no_websocket: bool,
 }
 
 struct ConformancePolicy;
@@ -130,6 +135,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .interval(Duration::ZERO)
         .max_sessions_per_browser(None)
         .security_policy(ConformancePolicy)
+        .websocket(!args.no_websocket)
         .build();
     services(&bayeux)?;
 

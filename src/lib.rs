@@ -12,7 +12,9 @@
 //!   ([`ServerChannel`]) with async message listeners, server-side publish, sessions
 //!   ([`ServerSession`]) with direct delivery and removal listeners, engine
 //!   [events](ServerEvent) and a [`SecurityPolicy`].
-//! - Transports: long-polling (`POST` of JSON arrays at the path and below it).
+//! - Transports: websocket (an upgrade at the path; feature `websocket`), long-polling (`POST`
+//!   of JSON arrays at the path and below it) and callback-polling (JSONP `GET`s; feature
+//!   `jsonp`).
 //! - [`BayeuxLayer`] / [`BayeuxService`]: the tower middleware.
 //! - [`context`]: the HTTP request being processed, from listeners, through a task-local.
 //!

@@ -9,8 +9,11 @@
 //! not skip): CI has them.
 //!
 //! Environment:
-//! - `INTEROP_TRANSPORTS`: transports to run the suite with, comma or space separated
-//!   (`long-polling`, `websocket`); default `long-polling`.
+//! - `INTEROP_TRANSPORTS`: runs of the suite, comma or space separated; default all three:
+//!   - `long-polling`: the client's websocket transport is unregistered;
+//!   - `websocket`: the client negotiates websocket, and every test checks it is in use;
+//!   - `websocket-fallback`: the server refuses websocket (`--no-websocket`); the client tries
+//!     it, falls back, and every test checks long-polling is in use.
 //! - `COMETD_LOG_LEVEL`: passed to the Node suite (`debug` dumps the client's traffic).
 //!
 //! Run alone with `cargo test --test interop -- --nocapture`.
@@ -34,7 +37,35 @@ const NODE_TEST_TIMEOUT_MS: u32 = 60_000;
 /// Oldest Node with `--test-concurrency` and `--test-timeout`.
 const MIN_NODE: (u32, u32) = (20, 11);
 
-const TRANSPORTS: [&str; 2] = ["long-polling", "websocket"];
+/// A run of the suite: its name, the client's transport setting, the server's extra
+/// arguments, and the transport the client must end up using.
+struct Run {
+    name: &'static str,
+    client: &'static str,
+    server_args: &'static [&'static str],
+    expected: &'static str,
+}
+
+const RUNS: [Run; 3] = [
+    Run {
+        name: "long-polling",
+        client: "long-polling",
+        server_args: &[],
+        expected: "long-polling",
+    },
+    Run {
+        name: "websocket",
+        client: "websocket",
+        server_args: &[],
+        expected: "websocket",
+    },
+    Run {
+        name: "websocket-fallback",
+        client: "websocket",
+        server_args: &["--no-websocket"],
+        expected: "long-polling",
+    },
+];
 
 #[test]
 fn cometd_javascript_client_interop() {
@@ -46,14 +77,17 @@ fn cometd_javascript_client_interop() {
     let files = test_files(&dir);
 
     let mut failures = Vec::new();
-    for transport in transports() {
-        eprintln!("\n=== interop suite, COMETD_TRANSPORT={transport} ===");
-        let server = Server::start(&server_bin);
+    for run in runs() {
+        eprintln!(
+            "\n=== interop suite, run {}: client {}, server {:?}, expecting {} ===",
+            run.name, run.client, run.server_args, run.expected
+        );
+        let server = Server::start(&server_bin, run.server_args);
         let url = format!("{}/cometd", server.origin);
-        let outcome = run_node_suite(&dir, &files, &url, &server_bin, &transport);
+        let outcome = run_node_suite(&dir, &files, &url, &server_bin, run);
         drop(server);
         if let Err(failure) = outcome {
-            failures.push(format!("{transport}: {failure}"));
+            failures.push(format!("{}: {failure}", run.name));
         }
     }
     assert!(
@@ -69,23 +103,26 @@ fn interop_dir() -> PathBuf {
         .join("interop")
 }
 
-fn transports() -> Vec<String> {
+fn runs() -> Vec<&'static Run> {
     let value = env::var("INTEROP_TRANSPORTS").unwrap_or_default();
-    let mut list: Vec<String> = value
+    let names: Vec<&str> = value
         .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|s| !s.is_empty())
-        .map(str::to_owned)
         .collect();
-    if list.is_empty() {
-        list.push("long-polling".to_owned());
+    if names.is_empty() {
+        return RUNS.iter().collect();
     }
-    for transport in &list {
-        assert!(
-            TRANSPORTS.contains(&transport.as_str()),
-            "INTEROP_TRANSPORTS: unknown transport {transport:?} (known: {TRANSPORTS:?})"
-        );
-    }
-    list
+    names
+        .iter()
+        .map(|name| {
+            RUNS.iter()
+                .find(|run| run.name == *name)
+                .unwrap_or_else(|| {
+                    let known: Vec<&str> = RUNS.iter().map(|run| run.name).collect();
+                    panic!("INTEROP_TRANSPORTS: unknown run {name:?} (known: {known:?})")
+                })
+        })
+        .collect()
 }
 
 /// Runs `program --version`, panicking with an actionable message if it cannot be run.
@@ -246,9 +283,10 @@ struct Server {
 }
 
 impl Server {
-    fn start(bin: &Path) -> Server {
+    fn start(bin: &Path, args: &[&str]) -> Server {
         let mut child = Command::new(bin)
             .args(["--addr", "127.0.0.1:0"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -324,7 +362,7 @@ fn run_node_suite(
     files: &[String],
     url: &str,
     server_bin: &Path,
-    transport: &str,
+    run: &Run,
 ) -> Result<(), String> {
     let child = Command::new("node")
         .args([
@@ -337,7 +375,9 @@ fn run_node_suite(
         .current_dir(dir)
         .env("COMETD_URL", url)
         .env("CONFORMANCE_BIN", server_bin)
-        .env("COMETD_TRANSPORT", transport)
+        .env("COMETD_TRANSPORT", run.client)
+        .env("EXPECTED_TRANSPORT", run.expected)
+        .env("CONFORMANCE_ARGS", run.server_args.join(" "))
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())

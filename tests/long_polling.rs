@@ -48,7 +48,10 @@ async fn handshake_reply_carries_the_protocol_fields_and_the_browser_cookie() {
     assert_eq!(m["successful"], true);
     assert_eq!(m["version"], "1.0");
     assert_eq!(m["minimumVersion"], "1.0");
-    assert_eq!(m["supportedConnectionTypes"], json!(["long-polling"]));
+    assert_eq!(
+        m["supportedConnectionTypes"],
+        json!(["websocket", "long-polling", "callback-polling"])
+    );
     assert_eq!(
         m["advice"],
         json!({"reconnect": "retry", "interval": 0, "timeout": 10000})
@@ -812,7 +815,7 @@ async fn malformed_requests_get_4xx_and_the_server_keeps_serving() {
             .unwrap();
         let reply = send(&bayeux, request).await;
         assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
-        assert_eq!(reply.headers[header::ALLOW], "POST, OPTIONS");
+        assert_eq!(reply.headers[header::ALLOW], "GET, POST, OPTIONS");
     }
     let options = Request::options("/cometd")
         .body(Full::new(Bytes::new()))

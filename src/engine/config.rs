@@ -107,6 +107,14 @@ pub(crate) struct Config {
     pub(crate) duplicate_meta_connect_http_status: StatusCode,
     pub(crate) max_body_size: usize,
     pub(crate) policy: Option<Arc<dyn ErasedPolicy>>,
+    #[cfg(feature = "websocket")]
+    pub(crate) websocket: bool,
+    #[cfg(feature = "websocket")]
+    pub(crate) websocket_idle_timeout: Option<Duration>,
+    #[cfg(feature = "websocket")]
+    pub(crate) websocket_write_timeout: Duration,
+    #[cfg(feature = "jsonp")]
+    pub(crate) callback_polling: bool,
 }
 
 impl Default for Config {
@@ -122,6 +130,14 @@ impl Default for Config {
             duplicate_meta_connect_http_status: StatusCode::INTERNAL_SERVER_ERROR,
             max_body_size: 1024 * 1024,
             policy: None,
+            #[cfg(feature = "websocket")]
+            websocket: true,
+            #[cfg(feature = "websocket")]
+            websocket_idle_timeout: None,
+            #[cfg(feature = "websocket")]
+            websocket_write_timeout: Duration::from_secs(10),
+            #[cfg(feature = "jsonp")]
+            callback_polling: true,
         }
     }
 }
@@ -165,6 +181,40 @@ impl Config {
 
     pub(crate) fn multi_session_interval_ms(&self) -> i64 {
         millis(self.multi_session_interval)
+    }
+
+    /// The enabled transports, in the order the handshake reply lists them.
+    pub(crate) fn connection_types(&self) -> Vec<&'static str> {
+        let mut types = Vec::with_capacity(3);
+        if self.websocket_enabled() {
+            types.push("websocket");
+        }
+        types.push("long-polling");
+        if self.callback_polling_enabled() {
+            types.push("callback-polling");
+        }
+        types
+    }
+
+    pub(crate) fn websocket_enabled(&self) -> bool {
+        #[cfg(feature = "websocket")]
+        return self.websocket;
+        #[cfg(not(feature = "websocket"))]
+        false
+    }
+
+    pub(crate) fn callback_polling_enabled(&self) -> bool {
+        #[cfg(feature = "jsonp")]
+        return self.callback_polling;
+        #[cfg(not(feature = "jsonp"))]
+        false
+    }
+
+    /// How long a websocket may stay silent before it is closed.
+    #[cfg(feature = "websocket")]
+    pub(crate) fn websocket_idle_timeout(&self) -> Duration {
+        self.websocket_idle_timeout
+            .unwrap_or(self.timeout + self.interval + self.max_interval)
     }
 }
 
@@ -305,7 +355,9 @@ impl BayeuxBuilder {
         self
     }
 
-    /// The largest request body accepted, in bytes; larger requests get `413 Payload Too Large`.
+    /// The largest request accepted, in bytes: an HTTP body (larger ones get `413 Payload Too
+    /// Large`), the `message` parameters of a callback-polling request, or a websocket message
+    /// (larger ones close the connection with code 1009).
     ///
     /// Default: 1 MiB.
     pub fn max_body_size(mut self, bytes: usize) -> Self {
@@ -319,6 +371,48 @@ impl BayeuxBuilder {
     /// Default: none (everything a client may do by the protocol is allowed).
     pub fn security_policy(mut self, policy: impl SecurityPolicy) -> Self {
         self.config.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Whether clients may use the `websocket` transport (an upgrade at the Bayeux path). When
+    /// off, upgrades are refused and clients fall back to long-polling.
+    ///
+    /// Default: `true`. The server must serve connections with upgrades enabled (`axum::serve`
+    /// does; with hyper, `serve_connection(..).with_upgrades()`).
+    #[cfg(feature = "websocket")]
+    pub fn websocket(mut self, enabled: bool) -> Self {
+        self.config.websocket = enabled;
+        self
+    }
+
+    /// How long a websocket may go without receiving anything before the server closes it.
+    ///
+    /// Default: `timeout + interval + max_interval`, the time after which a session whose
+    /// client sent no `/meta/connect` expires anyway.
+    #[cfg(feature = "websocket")]
+    pub fn websocket_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.websocket_idle_timeout = Some(timeout);
+        self
+    }
+
+    /// How long writing one frame to a websocket may take before the server gives up on the
+    /// connection (a client that stopped reading), closing it; its session then expires as a
+    /// dropped long-poll's would.
+    ///
+    /// Default: 10 seconds.
+    #[cfg(feature = "websocket")]
+    pub fn websocket_write_timeout(mut self, timeout: Duration) -> Self {
+        self.config.websocket_write_timeout = timeout;
+        self
+    }
+
+    /// Whether clients may use the `callback-polling` (JSONP) transport: `GET` requests with a
+    /// `jsonp` callback name and the messages in `message` parameters.
+    ///
+    /// Default: `true`.
+    #[cfg(feature = "jsonp")]
+    pub fn callback_polling(mut self, enabled: bool) -> Self {
+        self.config.callback_polling = enabled;
         self
     }
 

@@ -150,6 +150,7 @@ impl Bayeux {
     }
 
     pub(crate) fn from_config(config: Config) -> Self {
+        let connection_types = config.connection_types();
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -158,7 +159,7 @@ impl Bayeux {
                 browsers: Mutex::default(),
                 event_listeners: RwLock::default(),
                 sweeper_started: AtomicBool::new(false),
-                connection_types: vec!["long-polling"],
+                connection_types,
             }),
         }
     }
@@ -305,14 +306,22 @@ impl Inner {
         if self.sessions.write().remove(&session.0.id).is_none() {
             return false;
         }
-        let (subscriptions, held) = {
+        let (subscriptions, held, push) = {
             let mut state = session.0.state.lock();
             state.removed = Some(reason);
             state.expire_at = None;
-            (std::mem::take(&mut state.subscriptions), state.held.take())
+            (
+                std::mem::take(&mut state.subscriptions),
+                state.held.take(),
+                state.push.take(),
+            )
         };
         if let Some(slot) = held {
             let _ = slot.wake.send(session::Wake::Removed);
+        }
+        if let Some(push) = push {
+            // The connection writes what is left (a server-side /meta/disconnect).
+            push.notify.notify_one();
         }
         if let Some(browser) = &session.0.browser {
             let mut browsers = self.browsers.lock();

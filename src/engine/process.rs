@@ -21,11 +21,31 @@ use super::event::{RemoveReason, ServerEvent};
 use super::session::{BatchGuard, Delivery, HeldSlot, Wake};
 use super::{Bayeux, ServerSession, random_id};
 
+/// The transport a batch arrived on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum TransportKind {
+    #[default]
+    LongPolling,
+    #[cfg_attr(not(feature = "jsonp"), allow(dead_code))]
+    CallbackPolling,
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    WebSocket,
+}
+
 /// What the transport knows about the connection a batch arrived on.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Connection {
     /// The browser cookie's value, if the request carried one.
     pub(crate) browser: Option<String>,
+    pub(crate) kind: TransportKind,
+}
+
+impl Connection {
+    /// HTTP polling transports share a browser's few connections, so they are subject to
+    /// `max_sessions_per_browser`; a websocket holds its connect on its own socket.
+    fn polls_over_http(&self) -> bool {
+        self.kind != TransportKind::WebSocket
+    }
 }
 
 /// A batch the engine refuses as a whole (the transport answers with a 4xx).
@@ -45,6 +65,9 @@ pub(crate) struct BatchOutcome {
     pub(crate) held: Option<HeldConnect>,
     /// A browser id to set as the browser cookie (after a handshake without one).
     pub(crate) new_browser: Option<Arc<str>>,
+    /// The session the batch belonged to (the new one, after a successful handshake).
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) session: Option<ServerSession>,
 }
 
 /// How a held connect ended.
@@ -193,7 +216,7 @@ impl Bayeux {
                 (Some(s), Some(id)) if s.id() != id => None,
                 (s, _) => s.as_ref(),
             };
-            match self.process_one(message, owner, single).await {
+            match self.process_one(message, owner, single, connection).await {
                 Step::Reply(reply) => replies.push(reply),
                 Step::Hold(connect) => held = Some(connect),
             }
@@ -208,6 +231,7 @@ impl Bayeux {
             replies,
             held,
             new_browser: None,
+            session,
         })
     }
 
@@ -227,6 +251,7 @@ impl Bayeux {
         message: Message,
         session: Option<&ServerSession>,
         single: bool,
+        connection: &Connection,
     ) -> Step {
         if message.channel.is_empty() {
             return Step::Reply(failed(&message, ErrorCode::ChannelMissing));
@@ -246,7 +271,7 @@ impl Bayeux {
         match channel.kind() {
             ChannelKind::Meta => {
                 let reply = match channel.as_str() {
-                    meta::CONNECT => return self.connect(session, message, single),
+                    meta::CONNECT => return self.connect(session, message, single, connection),
                     meta::SUBSCRIBE => self.subscribe(session, &message).await,
                     meta::UNSUBSCRIBE => self.unsubscribe(session, &message),
                     meta::DISCONNECT => self.disconnect(session, &message).await,
@@ -283,11 +308,12 @@ impl Bayeux {
 
     async fn handshake(&self, message: Message, connection: &Connection) -> BatchOutcome {
         let mut reply = Message::reply_to(&message);
-        let outcome = |reply, new_browser| BatchOutcome {
+        let outcome = |reply, new_browser, session| BatchOutcome {
             queued: Vec::new(),
             replies: vec![reply],
             held: None,
             new_browser,
+            session,
         };
         let offered = &self.inner.connection_types;
         if let Some(types) = &message.supported_connection_types
@@ -299,21 +325,21 @@ impl Bayeux {
                 reconnect: Some(Reconnect::None),
                 ..Advice::default()
             });
-            return outcome(reply, None);
+            return outcome(reply, None, None);
         }
 
-        let (browser, new_browser) = match &connection.browser {
-            Some(browser) => (Arc::<str>::from(browser.as_str()), None),
-            None => {
+        // HTTP sessions are bound to the browser cookie, issued now if the request had none. A
+        // websocket cannot receive a cookie after its upgrade: without one, its session is
+        // bound to the connection and found again by clientId alone.
+        let (browser, new_browser) = match (&connection.browser, connection.kind) {
+            (Some(browser), _) => (Some(Arc::<str>::from(browser.as_str())), None),
+            (None, TransportKind::WebSocket) => (None, None),
+            (None, _) => {
                 let browser = random_id();
-                (browser.clone(), Some(browser))
+                (Some(browser.clone()), Some(browser))
             }
         };
-        let session = ServerSession::new(
-            random_id(),
-            Some(browser.clone()),
-            Arc::downgrade(&self.inner),
-        );
+        let session = ServerSession::new(random_id(), browser.clone(), Arc::downgrade(&self.inner));
         if let Some(policy) = &self.inner.config.policy
             && !policy.can_handshake(&session, &message).await
         {
@@ -323,7 +349,7 @@ impl Bayeux {
                 reconnect: Some(Reconnect::None),
                 ..Advice::default()
             });
-            return outcome(reply, None);
+            return outcome(reply, None, None);
         }
 
         self.ensure_sweeper();
@@ -332,7 +358,9 @@ impl Bayeux {
             .sessions
             .write()
             .insert(session.0.id.clone(), session.clone());
-        self.inner.add_browser_session(&browser);
+        if let Some(browser) = &browser {
+            self.inner.add_browser_session(browser);
+        }
         tracing::debug!(client_id = %session.id(), "session added");
         self.inner.emit(&ServerEvent::SessionAdded {
             session: session.clone(),
@@ -349,10 +377,16 @@ impl Bayeux {
         let reply = self
             .notify_meta_listeners(&session, &channel, message, reply)
             .await;
-        outcome(reply, new_browser)
+        outcome(reply, new_browser, Some(session))
     }
 
-    fn connect(&self, session: &ServerSession, message: Message, single: bool) -> Step {
+    fn connect(
+        &self,
+        session: &ServerSession,
+        message: Message,
+        single: bool,
+        connection: &Connection,
+    ) -> Step {
         let config = &self.inner.config;
         let mut reply = Message::reply_to(&message);
         reply.successful = Some(true);
@@ -387,7 +421,12 @@ impl Bayeux {
         if !suspend {
             return Step::Reply(self.finish_connect(session, reply));
         }
-        if let Some(browser) = &session.0.browser
+        let limited = session
+            .0
+            .browser
+            .as_ref()
+            .filter(|_| connection.polls_over_http());
+        if let Some(browser) = limited
             && !self.inner.try_hold(browser, &session.0.id, generation)
         {
             let interval = config.multi_session_interval_ms();
@@ -690,6 +729,7 @@ mod tests {
         let (first, browser) = handshake(&bayeux, &Connection::default()).await;
         let connection = Connection {
             browser: browser.map(|b| b.to_string()),
+            ..Connection::default()
         };
         let mut ids = vec![first];
         for _ in 0..3 {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::Value;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::protocol::{ChannelName, Message, meta};
@@ -66,6 +66,48 @@ pub(crate) struct SessionState {
     /// When the sweeper removes the session; `None` while a connect is being processed or held.
     pub(crate) expire_at: Option<Instant>,
     pub(crate) removed: Option<RemoveReason>,
+    /// The websocket connection the session is bound to: deliveries are pushed to it at once
+    /// instead of waking the held connect.
+    pub(crate) push: Option<PushTarget>,
+}
+
+/// A connection that writes a session's deliveries as soon as they are queued.
+#[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+pub(crate) struct PushTarget {
+    pub(crate) connection: u64,
+    pub(crate) notify: Arc<Notify>,
+}
+
+/// Who to tell that deliveries are waiting.
+enum Flush {
+    Nobody,
+    Held(HeldSlot),
+    Push(Arc<Notify>),
+}
+
+impl Flush {
+    fn send(self) {
+        match self {
+            Self::Nobody => {}
+            Self::Held(slot) => {
+                let _ = slot.wake.send(Wake::Messages);
+            }
+            Self::Push(notify) => notify.notify_one(),
+        }
+    }
+}
+
+impl SessionState {
+    /// Who to wake for the queued deliveries, if anyone should be woken now.
+    fn flush(&mut self) -> Flush {
+        if self.batching > 0 || self.queue.is_empty() {
+            return Flush::Nobody;
+        }
+        match &self.push {
+            Some(target) => Flush::Push(target.notify.clone()),
+            None => self.held.take().map_or(Flush::Nobody, Flush::Held),
+        }
+    }
 }
 
 type RemovedListener =
@@ -123,6 +165,7 @@ impl ServerSession {
                 connected: false,
                 expire_at: None,
                 removed: None,
+                push: None,
             }),
             removed_listeners: Mutex::new(Vec::new()),
         }))
@@ -232,25 +275,54 @@ impl ServerSession {
             .collect()
     }
 
-    /// Queues a delivery and wakes the held connect unless a request of this session is being
-    /// processed. Returns `false` if the session is removed.
+    /// Queues a delivery and wakes whoever writes it (the websocket connection, or else the held
+    /// connect) unless a request of this session is being processed. Returns `false` if the
+    /// session is removed.
     pub(crate) fn enqueue(&self, delivery: Delivery) -> bool {
-        let wake = {
+        let flush = {
             let mut state = self.0.state.lock();
             if state.removed.is_some() {
                 return false;
             }
             state.queue.push_back(delivery);
-            if state.batching == 0 {
-                state.held.take()
-            } else {
-                None
-            }
+            state.flush()
         };
-        if let Some(slot) = wake {
-            let _ = slot.wake.send(Wake::Messages);
-        }
+        flush.send();
         true
+    }
+
+    /// Binds the session to a websocket connection that writes its deliveries as they come.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) fn attach_push(&self, connection: u64, notify: Arc<Notify>) {
+        let flush = {
+            let mut state = self.0.state.lock();
+            state.push = Some(PushTarget { connection, notify });
+            state.flush()
+        };
+        flush.send();
+    }
+
+    /// Unbinds the session from `connection`, if it is still bound to it.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) fn detach_push(&self, connection: u64) {
+        let mut state = self.0.state.lock();
+        if state
+            .push
+            .as_ref()
+            .is_some_and(|p| p.connection == connection)
+        {
+            state.push = None;
+        }
+    }
+
+    /// Whether the session is bound to websocket `connection`.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) fn is_pushed_to(&self, connection: u64) -> bool {
+        let state = self.0.state.lock();
+        state
+            .push
+            .as_ref()
+            .is_some_and(|p| p.connection == connection)
     }
 
     /// Takes every queued delivery.
@@ -271,17 +343,11 @@ pub(crate) struct BatchGuard(ServerSession);
 
 impl Drop for BatchGuard {
     fn drop(&mut self) {
-        let wake = {
+        let flush = {
             let mut state = self.0.0.state.lock();
             state.batching -= 1;
-            if state.batching == 0 && !state.queue.is_empty() {
-                state.held.take()
-            } else {
-                None
-            }
+            state.flush()
         };
-        if let Some(slot) = wake {
-            let _ = slot.wake.send(Wake::Messages);
-        }
+        flush.send();
     }
 }

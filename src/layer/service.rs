@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use crate::BoxError;
 use crate::engine::Bayeux;
-use crate::transport::long_polling;
+use crate::transport;
 
 use super::{BayeuxBody, ResponseFuture};
 
@@ -182,7 +182,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if self.is_bayeux_path(request.uri().path()) {
             let bayeux = self.bayeux.clone();
-            ResponseFuture::bayeux(Box::pin(long_polling::serve(bayeux, request)))
+            ResponseFuture::bayeux(Box::pin(transport::serve(bayeux, request)))
         } else {
             ResponseFuture::inner(self.inner.call(request))
         }

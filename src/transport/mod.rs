@@ -1,38 +1,151 @@
 //! Transports: turn HTTP requests into message batches for the engine, and its outcome into
 //! responses.
 
-pub(crate) mod long_polling;
+mod http;
+#[cfg(feature = "jsonp")]
+mod jsonp;
+mod long_polling;
+#[cfg(feature = "websocket")]
+mod websocket;
 
+use ::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderValue, Response, StatusCode, header};
+use http_body::Body;
 use http_body_util::Full;
 
-use crate::engine::Delivery;
+use crate::BoxError;
+use crate::engine::{Bayeux, Delivery};
 use crate::protocol::Message;
 
-/// Writes `[queued..., replies...]`: the deliveries' shared bytes are copied once into the
-/// response, the replies serialised straight into it.
+/// Serves a request at the Bayeux path with the transport it asks for.
+pub(crate) async fn serve<B>(bayeux: Bayeux, request: Request<B>) -> Response<Full<Bytes>>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let config = &bayeux.inner.config;
+    match *request.method() {
+        Method::POST => long_polling::serve(bayeux, request).await,
+        Method::GET if is_upgrade(&request) => {
+            if !config.websocket_enabled() {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "the websocket transport is disabled on this server",
+                );
+            }
+            #[cfg(feature = "websocket")]
+            return websocket::upgrade(bayeux, request);
+            #[cfg(not(feature = "websocket"))]
+            unreachable!("websocket_enabled() is false without the feature")
+        }
+        #[cfg(feature = "jsonp")]
+        Method::GET if config.callback_polling_enabled() && jsonp::is_jsonp(&request) => {
+            jsonp::serve(bayeux, request).await
+        }
+        Method::OPTIONS => {
+            let mut response = Response::new(Full::default());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response.headers_mut().insert(header::ALLOW, allow(&bayeux));
+            response
+        }
+        _ => {
+            let mut response = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Bayeux takes POST requests carrying a JSON array of messages (long-polling),                  GET requests with jsonp and message parameters (callback-polling, when enabled)                  and websocket upgrades (when enabled)",
+            );
+            response.headers_mut().insert(header::ALLOW, allow(&bayeux));
+            response
+        }
+    }
+}
+
+/// Whether a request asks for a websocket upgrade.
+fn is_upgrade<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+        })
+}
+
+fn allow(bayeux: &Bayeux) -> HeaderValue {
+    let config = &bayeux.inner.config;
+    if config.websocket_enabled() || config.callback_polling_enabled() {
+        HeaderValue::from_static("GET, POST, OPTIONS")
+    } else {
+        HeaderValue::from_static("POST, OPTIONS")
+    }
+}
+
+fn too_large(limit: usize) -> Response<Full<Bytes>> {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("request larger than the {limit}-byte limit"),
+    )
+}
+
+/// Writes a JSON array of pre-serialised deliveries and replies: the deliveries' shared bytes
+/// are copied once into the output, the replies serialised straight into it.
+pub(crate) struct ArrayWriter {
+    out: bytes::buf::Writer<BytesMut>,
+    empty: bool,
+}
+
+impl ArrayWriter {
+    pub(crate) fn new(deliveries: &[Delivery], replies: usize) -> Self {
+        let capacity: usize = deliveries.iter().map(|d| d.json().len() + 1).sum();
+        let mut out = BytesMut::with_capacity(capacity + 128 * replies + 2);
+        out.put_u8(b'[');
+        Self {
+            out: out.writer(),
+            empty: true,
+        }
+    }
+
+    fn separate(&mut self) {
+        if !std::mem::take(&mut self.empty) {
+            self.out.get_mut().put_u8(b',');
+        }
+    }
+
+    pub(crate) fn deliveries(&mut self, deliveries: &[Delivery]) -> &mut Self {
+        for delivery in deliveries {
+            self.separate();
+            self.out.get_mut().put_slice(delivery.json());
+        }
+        self
+    }
+
+    pub(crate) fn messages(&mut self, messages: &[Message]) -> &mut Self {
+        for message in messages {
+            self.separate();
+            // Writing into memory cannot fail, and a Message always serialises.
+            let _ = serde_json::to_writer(&mut self.out, message);
+        }
+        self
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.empty
+    }
+
+    pub(crate) fn finish(self) -> Bytes {
+        let mut buf = self.out.into_inner();
+        buf.put_u8(b']');
+        buf.freeze()
+    }
+}
+
+/// Writes `[queued..., replies...]`.
 pub(crate) fn json_array(queued: &[Delivery], replies: &[Message]) -> Bytes {
-    let queued_len: usize = queued.iter().map(|d| d.json().len() + 1).sum();
-    let mut out = BytesMut::with_capacity(queued_len + 128 * replies.len() + 2).writer();
-    let buf = out.get_mut();
-    buf.put_u8(b'[');
-    for (i, delivery) in queued.iter().enumerate() {
-        if i > 0 {
-            buf.put_u8(b',');
-        }
-        buf.put_slice(delivery.json());
-    }
-    for (i, reply) in replies.iter().enumerate() {
-        if i > 0 || !queued.is_empty() {
-            out.get_mut().put_u8(b',');
-        }
-        // Writing into memory cannot fail, and a Message always serialises.
-        let _ = serde_json::to_writer(&mut out, reply);
-    }
-    let mut buf = out.into_inner();
-    buf.put_u8(b']');
-    buf.freeze()
+    let mut writer = ArrayWriter::new(queued, replies.len());
+    writer.deliveries(queued).messages(replies);
+    writer.finish()
 }
 
 /// A plain-text error response for transport-level failures (malformed requests).

@@ -5,8 +5,11 @@
 //   COMETD_URL        Bayeux endpoint, e.g. http://127.0.0.1:8080/cometd (required)
 //   COMETD_TRANSPORT  "long-polling" (default: the websocket transport is unregistered) or
 //                     "websocket" (left registered: the client tries it first, falls back)
+//   EXPECTED_TRANSPORT the transport clients must end up using (default: COMETD_TRANSPORT);
+//                     "long-polling" with COMETD_TRANSPORT=websocket checks the fallback
 //   CONFORMANCE_BIN   path of the conformance server binary, for tests that need a private
 //                     server process (started with `--addr 127.0.0.1:<port>`)
+//   CONFORMANCE_ARGS  extra arguments for those private servers (e.g. `--no-websocket`)
 //   COMETD_LOG_LEVEL  CometD client log level (default "warn"; "debug" dumps the traffic)
 
 import assert from "node:assert/strict";
@@ -27,6 +30,8 @@ export const TRANSPORT = process.env.COMETD_TRANSPORT || "long-polling";
 if (TRANSPORT !== "long-polling" && TRANSPORT !== "websocket") {
     throw new Error(`COMETD_TRANSPORT must be "long-polling" or "websocket", not ${JSON.stringify(TRANSPORT)}`);
 }
+/** The transport clients must end up using (websocket falls back when the server refuses it). */
+export const EXPECTED_TRANSPORT = process.env.EXPECTED_TRANSPORT || TRANSPORT;
 export const CONFORMANCE_BIN = process.env.CONFORMANCE_BIN || null;
 const LOG_LEVEL = process.env.COMETD_LOG_LEVEL || "warn";
 
@@ -303,6 +308,7 @@ export async function connectClient(client, props, ms = OP_TIMEOUT) {
         const reply = await handshakeReply(client, props, ms);
         assert.equal(reply.successful, true, `handshake failed: ${JSON.stringify(reply)}`);
         await waitUntil(() => connected, ms, "the first successful /meta/connect");
+        assert.equal(client.getTransport().type, EXPECTED_TRANSPORT, "the transport in use");
         return reply;
     } finally {
         client.removeListener(listener);
@@ -501,7 +507,9 @@ export async function startServer(port = 0, {attempts = 20, ms = 10000} = {}) {
 }
 
 async function startServerOnce(port, ms) {
-    const child = spawn(CONFORMANCE_BIN, ["--addr", `127.0.0.1:${port}`], {stdio: ["ignore", "pipe", "pipe"]});
+    // The run's server flags (e.g. `--no-websocket`) apply to private servers too.
+    const extra = (process.env.CONFORMANCE_ARGS || "").split(/\s+/).filter(Boolean);
+    const child = spawn(CONFORMANCE_BIN, ["--addr", `127.0.0.1:${port}`, ...extra], {stdio: ["ignore", "pipe", "pipe"]});
     liveServers.add(child);
     let stderr = "";
     child.stderr.setEncoding("utf8");

@@ -1,0 +1,83 @@
+//! What the HTTP polling transports share: processing a batch, holding a connect, setting the
+//! browser cookie and the headers listeners added.
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::context::RequestContext;
+use crate::engine::Bayeux;
+use crate::engine::process::{ConnectEnd, Connection, TransportKind};
+use crate::protocol::Message;
+
+use super::{error_response, json_array};
+
+/// How a transport writes the JSON array of a reply.
+pub(crate) struct Encoding<F> {
+    pub(crate) content_type: &'static str,
+    pub(crate) encode: F,
+}
+
+/// Processes `messages` from the request `parts` and answers with the encoded reply array.
+pub(crate) async fn respond<F>(
+    bayeux: Bayeux,
+    parts: Parts,
+    messages: Vec<Message>,
+    kind: TransportKind,
+    encoding: Encoding<F>,
+) -> Response<Full<Bytes>>
+where
+    F: FnOnce(Bytes) -> Bytes,
+{
+    let cookie = &bayeux.inner.config.cookie;
+    let connection = Connection {
+        browser: cookie.find(&parts.headers).map(str::to_owned),
+        kind,
+    };
+    let context = RequestContext::new(parts);
+    let outcome = match context
+        .clone()
+        .scope(bayeux.process_batch(messages, &connection))
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(err) => return error_response(StatusCode::BAD_REQUEST, &err.to_string()),
+    };
+
+    let array = match outcome.held {
+        Some(held) => match held.wait().await {
+            ConnectEnd::Displaced(status) => {
+                let mut response = Response::new(Full::default());
+                *response.status_mut() = status;
+                return response;
+            }
+            ConnectEnd::Reply { queued, reply } => json_array(&queued, &[reply]),
+        },
+        None => json_array(&outcome.queued, &outcome.replies),
+    };
+
+    let mut response = Response::new(Full::new((encoding.encode)(array)));
+    let headers = response.headers_mut();
+    // A HeaderMap yields a name only with the first of its values.
+    let mut last = None;
+    for (name, value) in context.take_response_headers() {
+        if name.is_some() {
+            last = name;
+        }
+        if let Some(name) = &last {
+            headers.append(name, value);
+        }
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(browser) = outcome.new_browser
+        && let Ok(value) = HeaderValue::try_from(cookie.set_cookie(&browser))
+    {
+        headers.append(header::SET_COOKIE, value);
+    }
+    response
+}

@@ -1,0 +1,318 @@
+//! The `websocket` transport: an upgrade at the Bayeux path, then text frames each carrying a
+//! JSON array of messages.
+//!
+//! A connection task reads frames and hands each batch to the engine; a held `/meta/connect`
+//! is answered on the socket when its timeout passes (or the session ends), while deliveries are
+//! pushed as soon as they are queued, whatever is ready written as one frame.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message as Frame, Utf8Bytes};
+
+use crate::context::RequestContext;
+use crate::engine::process::{ConnectEnd, Connection, TransportKind};
+use crate::engine::{Bayeux, ServerSession};
+use crate::protocol::parse_messages;
+
+use super::{ArrayWriter, error_response, json_array};
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Validates an upgrade request, answers `101 Switching Protocols` and starts the connection
+/// task once hyper hands over the connection.
+pub(crate) fn upgrade<B>(bayeux: Bayeux, mut request: Request<B>) -> Response<Full<Bytes>> {
+    let headers = request.headers();
+    if !has_token(headers, header::CONNECTION, "upgrade") {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "a websocket upgrade needs `Connection: upgrade`",
+        );
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v != "13")
+    {
+        let mut response = error_response(
+            StatusCode::UPGRADE_REQUIRED,
+            "only websocket version 13 is supported",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    }
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|key| key.len() == 24)
+    else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "a websocket upgrade needs a valid `Sec-WebSocket-Key`",
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this server cannot upgrade connections: serve them with upgrades enabled \
+             (`axum::serve`, or hyper's `serve_connection(..).with_upgrades()`)",
+        );
+    };
+    let (parts, _body) = request.into_parts();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => bayeux.serve_websocket(TokioIo::new(upgraded), parts).await,
+            Err(err) => tracing::debug!(%err, "websocket upgrade failed"),
+        }
+    });
+
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::try_from(accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+type HeldReply = Pin<Box<dyn Future<Output = ConnectEnd> + Send>>;
+
+/// Why a connection ends.
+enum Close {
+    /// The peer closed it, went away, or could not be written to: nothing more to say.
+    Quietly,
+    /// Close with this code and reason.
+    With(CloseCode, &'static str),
+}
+
+struct WebSocketConnection<S> {
+    bayeux: Bayeux,
+    socket: WebSocketStream<S>,
+    id: u64,
+    context: RequestContext,
+    connection: Connection,
+    notify: Arc<Notify>,
+    /// The session whose deliveries this connection pushes.
+    session: Option<ServerSession>,
+    held: Option<HeldReply>,
+}
+
+impl Bayeux {
+    /// Serves Bayeux over a websocket connection that already completed its HTTP upgrade:
+    /// `stream` is the raw upgraded connection, `request` the head of the upgrade request
+    /// (listeners see it through [`context::current()`](crate::context::current), with no
+    /// response to edit). Returns when the connection closes.
+    ///
+    /// [`BayeuxLayer`](crate::BayeuxLayer) calls this itself for upgrades at the Bayeux path; call
+    /// it directly to serve the transport from elsewhere, or over any
+    /// `AsyncRead + AsyncWrite` stream in tests.
+    pub async fn serve_websocket<S>(&self, stream: S, request: Parts)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let config = &self.inner.config;
+        let limit = config.max_body_size;
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit));
+        let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
+        static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+        let browser = config.cookie.find(&request.headers).map(str::to_owned);
+        let connection = WebSocketConnection {
+            bayeux: self.clone(),
+            socket,
+            id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+            context: RequestContext::without_response(request),
+            connection: Connection {
+                browser,
+                kind: TransportKind::WebSocket,
+            },
+            notify: Arc::new(Notify::new()),
+            session: None,
+            held: None,
+        };
+        connection.run().await;
+    }
+}
+
+impl<S> WebSocketConnection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    async fn run(mut self) {
+        let idle = self.bayeux.inner.config.websocket_idle_timeout();
+        let mut deadline = Instant::now() + idle;
+        let close = loop {
+            let step = tokio::select! {
+                biased;
+                end = async { self.held.as_mut().expect("guarded").await }, if self.held.is_some() => {
+                    self.held = None;
+                    match end {
+                        ConnectEnd::Reply { queued, reply } => self.send(json_array(&queued, &[reply])).await,
+                        // A newer connect of the session took over; it will be answered.
+                        ConnectEnd::Displaced(_) => Ok(()),
+                    }
+                }
+                () = self.notify.notified() => self.push().await,
+                incoming = self.socket.next() => {
+                    deadline = Instant::now() + idle;
+                    self.receive(incoming).await
+                }
+                () = tokio::time::sleep_until(deadline) => Err(Close::With(CloseCode::Away, "idle")),
+            };
+            if let Err(close) = step {
+                break close;
+            }
+        };
+        if let Close::With(code, reason) = close {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let timeout = self.bayeux.inner.config.websocket_write_timeout;
+            let _ = tokio::time::timeout(timeout, self.socket.close(Some(frame))).await;
+        }
+        if let Some(session) = &self.session {
+            session.detach_push(self.id);
+        }
+        // Dropping a held connect starts its session's expiry, as for a dropped long-poll.
+    }
+
+    /// Handles what the socket yielded.
+    async fn receive(&mut self, incoming: Option<Result<Frame, WsError>>) -> Result<(), Close> {
+        match incoming {
+            None | Some(Ok(Frame::Close(_))) => Err(Close::Quietly),
+            Some(Ok(Frame::Text(text))) => self.batch(text.as_bytes()).await,
+            Some(Ok(Frame::Binary(_))) => Err(Close::With(
+                CloseCode::Unsupported,
+                "Bayeux messages travel in text frames",
+            )),
+            // tungstenite answers pings itself; any frame counts as activity.
+            Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => Ok(()),
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                Err(Close::With(CloseCode::Size, "message too big"))
+            }
+            Some(Err(err)) => {
+                tracing::debug!(%err, "websocket read failed");
+                Err(Close::Quietly)
+            }
+        }
+    }
+
+    /// Processes one frame's batch and writes its reply.
+    async fn batch(&mut self, text: &[u8]) -> Result<(), Close> {
+        let Ok(messages) = parse_messages(text) else {
+            return Err(Close::With(
+                CloseCode::Invalid,
+                "expected a JSON array of Bayeux messages",
+            ));
+        };
+        let outcome = match self
+            .context
+            .clone()
+            .scope(self.bayeux.process_batch(messages, &self.connection))
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                return Err(Close::With(
+                    CloseCode::Policy,
+                    "a /meta/handshake must be sent alone",
+                ));
+            }
+        };
+        if let Some(session) = &outcome.session {
+            self.bind(session);
+        }
+        let mut frame = ArrayWriter::new(&outcome.queued, outcome.replies.len() + 1);
+        // A held connect this batch ended (a disconnect) is answered first, in the same frame:
+        // the client closes the socket on a disconnect reply only once no connect is pending.
+        if let Some(ended) = self.held.as_mut().and_then(|held| held.now_or_never()) {
+            self.held = None;
+            if let ConnectEnd::Reply { queued, reply } = ended {
+                frame.deliveries(&queued).messages(&[reply]);
+            }
+        }
+        if let Some(held) = outcome.held {
+            // A connect replaced here was displaced by this one in the engine.
+            self.held = Some(Box::pin(held.wait()));
+        }
+        frame.deliveries(&outcome.queued).messages(&outcome.replies);
+        if frame.is_empty() {
+            return Ok(());
+        }
+        self.send(frame.finish()).await
+    }
+
+    /// Makes this connection the one that pushes `session`'s deliveries (a client that
+    /// reconnects on a new socket with its clientId moves its session here).
+    fn bind(&mut self, session: &ServerSession) {
+        if session.is_removed() || session.is_pushed_to(self.id) {
+            return;
+        }
+        if let Some(previous) = self.session.replace(session.clone()) {
+            previous.detach_push(self.id);
+        }
+        session.attach_push(self.id, self.notify.clone());
+    }
+
+    /// Writes every delivery queued for the bound session, as one frame.
+    async fn push(&mut self) -> Result<(), Close> {
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
+        let queued = session.drain();
+        if queued.is_empty() {
+            return Ok(());
+        }
+        self.send(json_array(&queued, &[])).await
+    }
+
+    async fn send(&mut self, array: Bytes) -> Result<(), Close> {
+        let text = Utf8Bytes::try_from(array).map_err(|_| Close::Quietly)?;
+        let timeout = self.bayeux.inner.config.websocket_write_timeout;
+        match tokio::time::timeout(timeout, self.socket.send(Frame::Text(text))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => {
+                tracing::debug!(%err, "websocket write failed");
+                Err(Close::Quietly)
+            }
+            Err(_elapsed) => {
+                tracing::debug!("websocket write timed out: the peer stopped reading");
+                Err(Close::Quietly)
+            }
+        }
+    }
+}

@@ -1,0 +1,566 @@
+//! The websocket transport over in-memory streams: hold, push, batching, close, limits,
+//! reconnection, and the upgrade itself.
+#![cfg(feature = "websocket")]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Client, send};
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, StatusCode, header};
+use http_body_util::Full;
+use serde_json::{Value, json};
+use tokio::io::DuplexStream;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tower_bayeux::{Bayeux, RemoveReason, context};
+
+fn engine() -> Bayeux {
+    Bayeux::builder()
+        .timeout(Duration::from_secs(10))
+        .max_interval(Duration::from_secs(5))
+        .sweep_period(Duration::from_millis(100))
+        .build()
+}
+
+struct Socket {
+    ws: WebSocketStream<DuplexStream>,
+    server: JoinHandle<()>,
+    client_id: String,
+    next_id: u64,
+}
+
+impl Socket {
+    /// Opens a connection as the upgrade request `request` would.
+    async fn open_with(bayeux: &Bayeux, request: http::request::Builder, buffer: usize) -> Self {
+        let (client, server) = tokio::io::duplex(buffer);
+        let (parts, ()) = request.body(()).unwrap().into_parts();
+        let bayeux = bayeux.clone();
+        let server = tokio::spawn(async move { bayeux.serve_websocket(server, parts).await });
+        let ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        Self {
+            ws,
+            server,
+            client_id: String::new(),
+            next_id: 1,
+        }
+    }
+
+    async fn open(bayeux: &Bayeux) -> Self {
+        Self::open_with(bayeux, Request::get("/cometd"), 64 * 1024).await
+    }
+
+    /// Opens a connection and handshakes on it.
+    async fn handshaken(bayeux: &Bayeux) -> Self {
+        let mut socket = Self::open(bayeux).await;
+        let reply = socket
+            .call(json!({"channel": "/meta/handshake", "version": "1.0",
+                "supportedConnectionTypes": ["websocket"]}))
+            .await;
+        assert_eq!(reply[0]["successful"], true, "{reply:?}");
+        socket.client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
+        socket
+    }
+
+    async fn connected(bayeux: &Bayeux) -> Self {
+        let mut socket = Self::handshaken(bayeux).await;
+        let reply = socket.call(socket.connect_message(Some(0))).await;
+        assert_eq!(reply[0]["successful"], true);
+        socket
+    }
+
+    fn connect_message(&self, timeout: Option<u64>) -> Value {
+        let mut message = json!({"channel": "/meta/connect", "connectionType": "websocket"});
+        if let Some(timeout) = timeout {
+            message["advice"] = json!({"timeout": timeout});
+        }
+        message
+    }
+
+    /// Sends one frame with these messages (ids and clientId added).
+    async fn send(&mut self, messages: Vec<Value>) {
+        let mut messages = messages;
+        for message in &mut messages {
+            let object = message.as_object_mut().unwrap();
+            object.entry("id").or_insert_with(|| {
+                self.next_id += 1;
+                json!(self.next_id.to_string())
+            });
+            if !self.client_id.is_empty() {
+                object.insert("clientId".into(), json!(self.client_id));
+            }
+        }
+        self.ws
+            .send(Frame::text(Value::from(messages).to_string()))
+            .await
+            .unwrap();
+    }
+
+    /// The next frame's messages.
+    async fn recv(&mut self) -> Vec<Value> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Frame::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    let messages = value.as_array().unwrap().clone();
+                    assert!(!messages.is_empty(), "never an empty array");
+                    return messages;
+                }
+                Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => {}
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Sends one message and returns the next frame.
+    async fn call(&mut self, message: Value) -> Vec<Value> {
+        self.send(vec![message]).await;
+        self.recv().await
+    }
+
+    /// Reads until the server closes, returning its close code.
+    async fn closed(&mut self) -> Option<CloseCode> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Frame::Close(frame))) => return frame.map(|f| f.code),
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => return None,
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handshake_over_websocket_needs_no_cookie_and_lists_the_transports() {
+    let bayeux = engine();
+    let socket = Socket::handshaken(&bayeux).await;
+    assert_eq!(socket.client_id.len(), 40);
+    assert!(bayeux.session(&socket.client_id).is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connect_is_held_on_the_socket_and_answered_at_the_timeout() {
+    let bayeux = engine();
+    let mut socket = Socket::handshaken(&bayeux).await;
+    let start = Instant::now();
+    let first = socket.call(socket.connect_message(None)).await;
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "the first connect returns at once"
+    );
+    assert_eq!(first[0]["advice"]["reconnect"], "retry");
+    let start = Instant::now();
+    let held = socket.call(socket.connect_message(None)).await;
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["channel"], "/meta/connect");
+    assert_eq!(held[0]["successful"], true);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deliveries_are_pushed_at_once_while_the_connect_stays_held() {
+    let bayeux = engine();
+    let mut socket = Socket::connected(&bayeux).await;
+    let reply = socket
+        .call(json!({"channel": "/meta/subscribe", "subscription": "/chat"}))
+        .await;
+    assert_eq!(reply[0]["successful"], true);
+    let connect = socket.connect_message(None);
+    socket.send(vec![connect]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let publisher = Client::connected(&bayeux).await;
+    let start = Instant::now();
+    publisher.publish("/chat", json!("hi")).await;
+    let pushed = socket.recv().await;
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(pushed, vec![json!({"channel": "/chat", "data": "hi"})]);
+    // The connect is still held, answered at its timeout.
+    let reply = socket.recv().await;
+    assert_eq!(reply[0]["channel"], "/meta/connect");
+    assert_eq!(start.elapsed(), Duration::from_secs(9));
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_is_ready_goes_out_in_one_frame() {
+    let bayeux = engine();
+    let mut socket = Socket::connected(&bayeux).await;
+    socket
+        .call(json!({"channel": "/meta/subscribe", "subscription": "/burst"}))
+        .await;
+    for i in 0..5 {
+        bayeux.publish("/burst", json!(i)).await.unwrap();
+    }
+    let frame = socket.recv().await;
+    let data: Vec<Value> = frame.iter().map(|m| m["data"].clone()).collect();
+    assert_eq!(data, (0..5).map(|i| json!(i)).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_publish_gets_its_own_copy_and_its_reply_in_one_frame() {
+    let bayeux = engine();
+    let mut socket = Socket::connected(&bayeux).await;
+    socket
+        .call(json!({"channel": "/meta/subscribe", "subscription": "/self"}))
+        .await;
+    let reply = socket.call(json!({"channel": "/self", "data": 1})).await;
+    assert_eq!(reply[0], json!({"channel": "/self", "data": 1}));
+    assert_eq!(reply[1]["successful"], true);
+    assert!(reply[1].get("data").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_socket_starts_the_session_expiry() {
+    let bayeux = engine();
+    let mut socket = Socket::connected(&bayeux).await;
+    let connect = socket.connect_message(None);
+    socket.send(vec![connect]).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        bayeux.session(&socket.client_id).is_some(),
+        "a held connect keeps it alive"
+    );
+    let session = bayeux.session(&socket.client_id).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    session.on_removed(move |_, reason| {
+        if let Some(tx) = tx.lock().unwrap().take() {
+            let _ = tx.send((reason, Instant::now()));
+        }
+        async {}
+    });
+    let closed_at = Instant::now();
+    socket.ws.close(None).await.unwrap();
+    socket.server.await.unwrap();
+    let (reason, at) = rx.await.unwrap();
+    assert_eq!(reason, RemoveReason::Timeout);
+    let lived = at - closed_at;
+    assert!(
+        lived >= Duration::from_secs(5) && lived <= Duration::from_millis(5200),
+        "{lived:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_reconnecting_on_a_new_socket_keeps_its_session() {
+    let bayeux = engine();
+    let mut first = Socket::connected(&bayeux).await;
+    first
+        .call(json!({"channel": "/meta/subscribe", "subscription": "/news"}))
+        .await;
+    let client_id = first.client_id.clone();
+    drop(first.ws);
+    first.server.await.unwrap();
+
+    let mut second = Socket::open(&bayeux).await;
+    second.client_id = client_id.clone();
+    let reply = second.call(second.connect_message(Some(0))).await;
+    assert_eq!(reply[0]["successful"], true, "{reply:?}");
+    bayeux.publish("/news", json!("again")).await.unwrap();
+    assert_eq!(
+        second.recv().await,
+        vec![json!({"channel": "/news", "data": "again"})]
+    );
+    assert_eq!(bayeux.session_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_polling_session_is_not_taken_over_by_a_websocket_without_its_cookie() {
+    let bayeux = engine();
+    let http = Client::connected(&bayeux).await;
+    let mut thief = Socket::open(&bayeux).await;
+    thief.client_id = http.client_id.clone();
+    let reply = thief.call(thief.connect_message(Some(0))).await;
+    assert_eq!(reply[0]["error"], "402::session_unknown");
+    // With the browser cookie on the upgrade request, the same browser may move over.
+    let request = Request::get("/cometd").header(header::COOKIE, &http.cookie);
+    let mut owner = Socket::open_with(&bayeux, request, 64 * 1024).await;
+    owner.client_id = http.client_id.clone();
+    let reply = owner.call(owner.connect_message(Some(0))).await;
+    assert_eq!(reply[0]["successful"], true);
+}
+
+#[tokio::test(start_paused = true)]
+async fn oversized_binary_and_malformed_frames_close_with_the_matching_code() {
+    let bayeux = Bayeux::builder().max_body_size(1024).build();
+    let mut socket = Socket::handshaken(&bayeux).await;
+    let big = json!([{"channel": "/a", "data": "x".repeat(2000)}]).to_string();
+    socket.ws.send(Frame::text(big)).await.unwrap();
+    assert_eq!(socket.closed().await, Some(CloseCode::Size));
+
+    let mut socket = Socket::open(&bayeux).await;
+    socket.ws.send(Frame::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(socket.closed().await, Some(CloseCode::Unsupported));
+
+    let mut socket = Socket::open(&bayeux).await;
+    socket.ws.send(Frame::text("not json")).await.unwrap();
+    assert_eq!(socket.closed().await, Some(CloseCode::Invalid));
+
+    let mut socket = Socket::open(&bayeux).await;
+    socket
+        .send(vec![
+            json!({"channel": "/meta/handshake"}),
+            json!({"channel": "/meta/connect"}),
+        ])
+        .await;
+    assert_eq!(socket.closed().await, Some(CloseCode::Policy));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_socket_is_closed() {
+    let bayeux = Bayeux::builder()
+        .websocket_idle_timeout(Duration::from_secs(30))
+        .build();
+    let mut socket = Socket::handshaken(&bayeux).await;
+    let start = Instant::now();
+    assert_eq!(socket.closed().await, Some(CloseCode::Away));
+    assert_eq!(start.elapsed(), Duration::from_secs(30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_are_answered_and_keep_the_socket_alive() {
+    let bayeux = Bayeux::builder()
+        .websocket_idle_timeout(Duration::from_secs(30))
+        .build();
+    let mut socket = Socket::handshaken(&bayeux).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        socket
+            .ws
+            .send(Frame::Ping(Bytes::from_static(b"p")))
+            .await
+            .unwrap();
+        match socket.ws.next().await {
+            Some(Ok(Frame::Pong(payload))) => assert_eq!(&payload[..], b"p"),
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    }
+    assert!(!socket.server.is_finished());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_reading_is_disconnected_after_the_write_timeout() {
+    let bayeux = Bayeux::builder()
+        .websocket_write_timeout(Duration::from_secs(5))
+        .max_interval(Duration::from_secs(5))
+        .sweep_period(Duration::from_millis(100))
+        .build();
+    // A tiny pipe: the server's writes block as soon as the client stops reading.
+    let mut socket = Socket::open_with(&bayeux, Request::get("/cometd"), 256).await;
+    socket
+        .send(vec![
+            json!({"channel": "/meta/handshake", "version": "1.0"}),
+        ])
+        .await;
+    socket.client_id = socket.recv().await[0]["clientId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    socket
+        .call(json!({"channel": "/meta/subscribe", "subscription": "/flood"}))
+        .await;
+    let start = Instant::now();
+    for i in 0..100 {
+        bayeux
+            .publish("/flood", json!({"i": i, "pad": "x".repeat(200)}))
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    socket.server.await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        bayeux.session_count(),
+        0,
+        "the stuck session expires and its queue goes"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_side_disconnect_reaches_the_socket() {
+    let bayeux = engine();
+    let mut socket = Socket::connected(&bayeux).await;
+    let connect = socket.connect_message(None);
+    socket.send(vec![connect]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bayeux
+        .session(&socket.client_id)
+        .unwrap()
+        .disconnect()
+        .await;
+    let mut messages = socket.recv().await;
+    if messages.len() == 1 {
+        messages.extend(socket.recv().await);
+    }
+    let disconnect = messages.iter().find(|m| m["channel"] == "/meta/disconnect");
+    assert_eq!(disconnect.unwrap()["successful"], true);
+    let connect = messages
+        .iter()
+        .find(|m| m["channel"] == "/meta/connect")
+        .unwrap();
+    assert_eq!(connect["advice"]["reconnect"], "none");
+}
+
+#[tokio::test(start_paused = true)]
+async fn listeners_see_the_upgrade_request_and_no_response() {
+    let bayeux = engine();
+    bayeux
+        .channel("/service/who")
+        .unwrap()
+        .add_listener(|event| async move {
+            let ctx = context::current().unwrap();
+            let agent = ctx.headers()[header::USER_AGENT]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let editable = ctx
+                .insert_response_header(
+                    header::HeaderName::from_static("x-a"),
+                    header::HeaderValue::from_static("b"),
+                )
+                .is_ok();
+            let answer =
+                json!({"agent": agent, "has_response": ctx.has_response(), "editable": editable});
+            let _ = event.session().deliver("/service/who", answer).await;
+            event.proceed()
+        });
+    let request = Request::get("/cometd").header(header::USER_AGENT, "ws-test");
+    let mut socket = Socket::open_with(&bayeux, request, 64 * 1024).await;
+    let reply = socket
+        .call(json!({"channel": "/meta/handshake", "version": "1.0"}))
+        .await;
+    socket.client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
+    let reply = socket
+        .call(json!({"channel": "/service/who", "data": {}}))
+        .await;
+    assert_eq!(
+        reply[0]["data"],
+        json!({"agent": "ws-test", "has_response": false, "editable": false})
+    );
+}
+
+fn upgrade_request() -> http::request::Builder {
+    Request::get("/cometd")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_VERSION, "13")
+        .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+}
+
+#[tokio::test]
+async fn upgrade_requests_are_validated() {
+    let bayeux = engine();
+    let reply = |request: http::request::Builder| {
+        let bayeux = bayeux.clone();
+        async move { send(&bayeux, request.body(Full::new(Bytes::new())).unwrap()).await }
+    };
+    let no_key = Request::get("/cometd")
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_VERSION, "13");
+    assert_eq!(reply(no_key).await.status, StatusCode::BAD_REQUEST);
+    let old = Request::get("/cometd")
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_VERSION, "8")
+        .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==");
+    let old = reply(old).await;
+    assert_eq!(old.status, StatusCode::UPGRADE_REQUIRED);
+    assert_eq!(old.headers[header::SEC_WEBSOCKET_VERSION], "13");
+    let no_connection = Request::get("/cometd")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_VERSION, "13")
+        .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==");
+    assert_eq!(reply(no_connection).await.status, StatusCode::BAD_REQUEST);
+    // A valid request on a connection hyper cannot upgrade is refused with an explanation.
+    let unsupported = reply(upgrade_request()).await;
+    assert_eq!(unsupported.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        unsupported.body.contains("upgrades"),
+        "{}",
+        unsupported.body
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_websocket_transport_is_refused_and_not_advertised() {
+    let bayeux = Bayeux::builder().websocket(false).build();
+    let refused = send(
+        &bayeux,
+        upgrade_request().body(Full::new(Bytes::new())).unwrap(),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let client = Client::handshaken(&bayeux, None).await;
+    let reply = client
+        .send(vec![
+            json!({"channel": "/meta/connect", "advice": {"timeout": 0}}),
+        ])
+        .await;
+    assert_eq!(reply[0]["successful"], true);
+    let body = json!([common::handshake_message("1")]).to_string();
+    let handshake = common::post(&bayeux, "/cometd/handshake", None, &body)
+        .await
+        .messages();
+    assert_eq!(
+        handshake[0]["supportedConnectionTypes"],
+        json!(["long-polling", "callback-polling"])
+    );
+}
+
+#[tokio::test]
+async fn a_real_server_upgrades_at_the_bayeux_path() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bayeux = engine();
+    let app = axum::Router::new()
+        .fallback(|| async { "inner" })
+        .layer(tower_bayeux::BayeuxLayer::new(bayeux.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /cometd HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+
+    let mut ws = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+    ws.send(Frame::text(
+        r#"[{"id":"1","channel":"/meta/handshake","version":"1.0"}]"#,
+    ))
+    .await
+    .unwrap();
+    let Some(Ok(Frame::Text(reply))) = ws.next().await else {
+        panic!("no reply");
+    };
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply[0]["successful"], true);
+    assert_eq!(reply[0]["id"], "1");
+    assert_eq!(bayeux.session_count(), 1);
+}
