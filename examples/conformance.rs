@@ -10,6 +10,7 @@
 //! - `/service/publish`: data `{channel, data}` is published server-side to `channel`;
 //! - `/service/whoami`: answers on `/service/whoami` with the `User-Agent` and `X-Test-Header`
 //!   of the HTTP request that carried the message, read through the request context;
+//! - the ack and timesync extensions (inert for clients that do not ask for them);
 //! - a policy refusing handshakes with `ext.auth.deny == true`, subscriptions under
 //!   `/forbidden/**` and client publishes under `/readonly/**`.
 //!
@@ -24,6 +25,7 @@ use std::time::Duration;
 use axum::Router;
 use clap::Parser;
 use serde_json::{Value, json};
+use tower_bayeux::ext::{AckExtension, TimesyncExtension};
 use tower_bayeux::{
     Bayeux, BayeuxLayer, ChannelName, Message, SecurityPolicy, ServerSession, context,
 };
@@ -135,6 +137,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .interval(Duration::ZERO)
         .max_sessions_per_browser(None)
         .security_policy(ConformancePolicy)
+        .extension(AckExtension::new())
+        .extension(TimesyncExtension::new())
         .websocket(!args.no_websocket)
         .build();
     services(&bayeux)?;

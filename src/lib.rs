@@ -56,13 +56,15 @@
 
 pub mod context;
 mod engine;
+pub mod ext;
 mod layer;
 pub mod protocol;
 mod transport;
 
 pub use engine::{
-    Bayeux, BayeuxBuilder, Error, IntoChannelName, ListenerId, MessageEvent, RemoveReason,
-    SameSite, SecurityPolicy, ServerChannel, ServerEvent, ServerSession, Verdict,
+    Bayeux, BayeuxBuilder, Error, Extension, IntoChannelName, ListenerId, MessageEvent,
+    RemoveReason, SameSite, SecurityPolicy, ServerChannel, ServerEvent, ServerSession,
+    SessionExtension, Verdict,
 };
 pub use layer::{BayeuxBody, BayeuxLayer, BayeuxService, NotFound, ResponseFuture};
 pub use protocol::{ChannelName, ErrorCode, Message};

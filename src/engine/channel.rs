@@ -317,7 +317,7 @@ impl ServerChannel {
     }
 
     /// Publishes a whole message (its `channel` is set to this channel; `id` and `clientId`
-    /// are removed).
+    /// are removed). Fails with [`Error::MessageDeleted`] if an extension dropped it.
     pub async fn publish_message(&self, mut message: Message) -> Result<(), Error> {
         if !self.name.is_broadcast() || self.name.is_wild() {
             return Err(Error::NotBroadcast(self.name.clone()));
@@ -325,22 +325,35 @@ impl ServerChannel {
         message.channel = self.name.as_str().to_owned();
         message.id = None;
         message.client_id = None;
-        self.bayeux.inner.broadcast(&self.name, &message);
-        Ok(())
+        if self.bayeux.inner.broadcast(&self.name, message).await {
+            Ok(())
+        } else {
+            Err(Error::MessageDeleted)
+        }
     }
 }
 
 impl super::Inner {
-    /// Sends `message` to every subscriber of `channel`: one serialisation, shared bytes.
-    pub(crate) fn broadcast(&self, channel: &ChannelName, message: &Message) -> usize {
-        let recipients = self.channels.read().subscribers_for(channel);
-        if recipients.is_empty() {
-            return 0;
+    /// Sends `message` to every subscriber of `channel`. Server extensions see it once and it
+    /// is serialised once, the bytes shared by every recipient; only a recipient with session
+    /// extensions gets a copy of its own. Returns `false` if an extension dropped it.
+    pub(crate) async fn broadcast(&self, channel: &ChannelName, mut message: Message) -> bool {
+        if self.has_extensions() && !self.extend_outgoing(None, None, &mut message).await {
+            return false;
         }
-        let delivery = Delivery::new(message);
-        recipients
-            .iter()
-            .filter(|session| session.enqueue(delivery.clone()))
-            .count()
+        let recipients = self.channels.read().subscribers_for(channel);
+        let mut shared = None;
+        for session in recipients {
+            if session.has_extensions() {
+                let mut own = message.clone();
+                if session.extend_outgoing(None, &mut own).await {
+                    session.enqueue(Delivery::new(&own));
+                }
+            } else {
+                let delivery = shared.get_or_insert_with(|| Delivery::new(&message));
+                session.enqueue(delivery.clone());
+            }
+        }
+        true
     }
 }

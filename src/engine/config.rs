@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use super::Bayeux;
+use super::extension::{ErasedExtension, Extension};
 use super::policy::{ErasedPolicy, SecurityPolicy};
 
 /// The `SameSite` attribute of the browser cookie.
@@ -107,6 +108,7 @@ pub(crate) struct Config {
     pub(crate) duplicate_meta_connect_http_status: StatusCode,
     pub(crate) max_body_size: usize,
     pub(crate) policy: Option<Arc<dyn ErasedPolicy>>,
+    pub(crate) extensions: Vec<Arc<dyn ErasedExtension>>,
     #[cfg(feature = "websocket")]
     pub(crate) websocket: bool,
     #[cfg(feature = "websocket")]
@@ -130,6 +132,7 @@ impl Default for Config {
             duplicate_meta_connect_http_status: StatusCode::INTERNAL_SERVER_ERROR,
             max_body_size: 1024 * 1024,
             policy: None,
+            extensions: Vec::new(),
             #[cfg(feature = "websocket")]
             websocket: true,
             #[cfg(feature = "websocket")]
@@ -371,6 +374,20 @@ impl BayeuxBuilder {
     /// Default: none (everything a client may do by the protocol is allowed).
     pub fn security_policy(mut self, policy: impl SecurityPolicy) -> Self {
         self.config.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Adds a server-wide [`Extension`]. Incoming messages pass the extensions in the order they
+    /// were added, outgoing ones in reverse order. Built in: [`AckExtension`],
+    /// [`TimesyncExtension`] and [`TimestampExtension`].
+    ///
+    /// Default: none.
+    ///
+    /// [`AckExtension`]: crate::ext::AckExtension
+    /// [`TimesyncExtension`]: crate::ext::TimesyncExtension
+    /// [`TimestampExtension`]: crate::ext::TimestampExtension
+    pub fn extension(mut self, extension: impl Extension) -> Self {
+        self.config.extensions.push(Arc::new(extension));
         self
     }
 

@@ -4,6 +4,7 @@
 mod channel;
 mod config;
 mod event;
+mod extension;
 mod policy;
 pub(crate) mod process;
 mod session;
@@ -24,6 +25,7 @@ use crate::protocol::{ChannelName, InvalidChannel};
 pub use channel::{MessageEvent, ServerChannel, Verdict};
 pub use config::{BayeuxBuilder, SameSite};
 pub use event::{RemoveReason, ServerEvent};
+pub use extension::{Extension, SessionExtension};
 pub use policy::SecurityPolicy;
 pub use session::ServerSession;
 
@@ -49,6 +51,9 @@ pub enum Error {
     /// The session has been removed.
     #[error("session {0} has been removed")]
     SessionRemoved(String),
+    /// An extension dropped the message.
+    #[error("an extension dropped the message")]
+    MessageDeleted,
 }
 
 /// Identifies a listener, to remove it later.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::context::RequestContext;
 use crate::protocol::{
@@ -78,10 +79,11 @@ pub(crate) struct BatchOutcome {
 pub(crate) enum ConnectEnd {
     /// A newer connect of the session took over; answer with this HTTP status and no body.
     Displaced(StatusCode),
-    /// Answer with the queued deliveries and the connect reply.
+    /// Answer with the queued deliveries and the connect reply (`None` if an extension
+    /// dropped it).
     Reply {
         queued: Vec<Delivery>,
-        reply: Message,
+        reply: Option<Message>,
     },
 }
 
@@ -94,6 +96,7 @@ pub(crate) struct HeldConnect {
     generation: u64,
     wake: oneshot::Receiver<Wake>,
     hold: Duration,
+    request: Message,
     reply: Option<Message>,
 }
 
@@ -112,9 +115,20 @@ impl HeldConnect {
                 self.bayeux.inner.config.duplicate_meta_connect_http_status,
             );
         }
-        let queued = self.session.drain();
-        let reply = self.bayeux.finish_connect(&self.session, reply);
-        ConnectEnd::Reply { queued, reply }
+        let (queued, batch) = self.session.drain_for_connect();
+        let mut reply = self.bayeux.finish_connect(&self.session, reply);
+        if let Some(batch) = batch {
+            reply.ext_mut().insert("ack".to_owned(), batch.into());
+        }
+        let kept = self
+            .bayeux
+            .inner
+            .extend_outgoing(Some(&self.session), Some(&self.request), &mut reply)
+            .await;
+        ConnectEnd::Reply {
+            queued,
+            reply: kept.then_some(reply),
+        }
     }
 
     /// Gives up the slot and the browser's long-poll if they are still this connect's.
@@ -174,8 +188,21 @@ fn failed(request: &Message, error: ErrorCode) -> Message {
 }
 
 enum Step {
-    Reply(Message),
+    /// The reply, with the request it answers when outgoing extensions may need it.
+    Reply {
+        request: Option<Message>,
+        reply: Message,
+    },
     Hold(HeldConnect),
+}
+
+impl Step {
+    fn reply(request: Message, reply: Message) -> Self {
+        Self::Reply {
+            request: Some(request),
+            reply,
+        }
+    }
 }
 
 impl Bayeux {
@@ -208,7 +235,7 @@ impl Bayeux {
             .filter(|_| !lone_connect)
             .map(ServerSession::begin_batch);
 
-        let mut replies = Vec::with_capacity(messages.len());
+        let mut answered = Vec::with_capacity(messages.len());
         let mut held = None;
         for message in messages {
             // A message may omit clientId (publish); one naming another session is unknown.
@@ -217,15 +244,40 @@ impl Bayeux {
                 (s, _) => s.as_ref(),
             };
             match self.process_one(message, owner, single, connection).await {
-                Step::Reply(reply) => replies.push(reply),
+                Step::Reply { request, reply } => answered.push((owner.cloned(), request, reply)),
                 Step::Hold(connect) => held = Some(connect),
             }
         }
         let queued = match (&session, &held) {
-            (Some(session), None) => session.drain(),
+            (Some(session), None) => {
+                // Acknowledged deliveries ride only on a connect reply, which then closes a batch.
+                let connect = answered.iter_mut().find(|(owner, _, reply)| {
+                    owner.is_some() && reply.channel == meta::CONNECT && reply.successful == Some(true)
+                });
+                match connect {
+                    Some((_, _, reply)) if session.is_ack_enabled() => {
+                        let (queued, batch) = session.drain_for_connect();
+                        if let Some(batch) = batch {
+                            reply.ext_mut().insert("ack".to_owned(), batch.into());
+                        }
+                        queued
+                    }
+                    _ => session.drain(),
+                }
+            }
             _ => Vec::new(),
         };
         drop(batch);
+        let mut replies = Vec::with_capacity(answered.len());
+        for (owner, request, mut reply) in answered {
+            if self
+                .inner
+                .extend_outgoing(owner.as_ref(), request.as_ref(), &mut reply)
+                .await
+            {
+                replies.push(reply);
+            }
+        }
         Ok(BatchOutcome {
             queued,
             replies,
@@ -254,38 +306,51 @@ impl Bayeux {
         connection: &Connection,
     ) -> Step {
         if message.channel.is_empty() {
-            return Step::Reply(failed(&message, ErrorCode::ChannelMissing));
+            let reply = failed(&message, ErrorCode::ChannelMissing);
+            return Step::reply(message, reply);
         }
-        let Some(session) = session.filter(|s| !s.is_removed()) else {
-            return Step::Reply(unknown_session(&message));
+        let session = session.filter(|s| !s.is_removed());
+        let mut message = message;
+        if !self.inner.extend_incoming(session, &mut message).await {
+            let reply = failed(&message, ErrorCode::MessageDeleted);
+            return Step::reply(message, reply);
+        }
+        let Some(session) = session else {
+            let reply = unknown_session(&message);
+            return Step::reply(message, reply);
         };
         let Ok(channel) = ChannelName::new(&message.channel) else {
-            return Step::Reply(failed(&message, ErrorCode::ChannelInvalid));
+            let reply = failed(&message, ErrorCode::ChannelInvalid);
+            return Step::reply(message, reply);
         };
         if message.channel != meta::CONNECT {
             self.extend_expiry(session);
         }
         let span = tracing::debug_span!("bayeux", client_id = %session.id(), channel = %channel);
-        let _enter = span.enter();
-        tracing::trace!(?message, "incoming");
-        match channel.kind() {
-            ChannelKind::Meta => {
-                let reply = match channel.as_str() {
-                    meta::CONNECT => return self.connect(session, message, single, connection),
-                    meta::SUBSCRIBE => self.subscribe(session, &message).await,
-                    meta::UNSUBSCRIBE => self.unsubscribe(session, &message),
-                    meta::DISCONNECT => self.disconnect(session, &message).await,
-                    _ => failed(&message, ErrorCode::PublishDenied),
-                };
-                Step::Reply(
-                    self.notify_meta_listeners(session, &channel, message, reply)
-                        .await,
-                )
-            }
-            ChannelKind::Service | ChannelKind::Broadcast => {
-                Step::Reply(self.publish_from_client(session, channel, message).await)
+        async move {
+            tracing::trace!(?message, "incoming");
+            match channel.kind() {
+                ChannelKind::Meta => {
+                    let reply = match channel.as_str() {
+                        meta::CONNECT => return self.connect(session, message, single, connection),
+                        meta::SUBSCRIBE => self.subscribe(session, &message).await,
+                        meta::UNSUBSCRIBE => self.unsubscribe(session, &message),
+                        meta::DISCONNECT => self.disconnect(session, &message).await,
+                        _ => failed(&message, ErrorCode::PublishDenied),
+                    };
+                    let (message, reply) = self
+                        .notify_meta_listeners(session, &channel, message, reply)
+                        .await;
+                    Step::reply(message, reply)
+                }
+                ChannelKind::Service | ChannelKind::Broadcast => {
+                    let (request, reply) = self.publish_from_client(session, channel, message).await;
+                    Step::Reply { request, reply }
+                }
             }
         }
+        .instrument(span)
+        .await
     }
 
     /// Other messages keep a session alive for at least `max_interval` more.
@@ -307,14 +372,24 @@ impl Bayeux {
     }
 
     async fn handshake(&self, message: Message, connection: &Connection) -> BatchOutcome {
-        let mut reply = Message::reply_to(&message);
-        let outcome = |reply, new_browser, session| BatchOutcome {
+        let (session, reply, new_browser) = self.handshake_reply(message, connection).await;
+        BatchOutcome {
             queued: Vec::new(),
-            replies: vec![reply],
+            replies: reply.into_iter().collect(),
             held: None,
             new_browser,
             session,
-        };
+        }
+    }
+
+    /// Handles a handshake; the session is the new one when it succeeded, the reply `None` if
+    /// an extension dropped it.
+    async fn handshake_reply(
+        &self,
+        mut message: Message,
+        connection: &Connection,
+    ) -> (Option<ServerSession>, Option<Message>, Option<Arc<str>>) {
+        let mut reply = Message::reply_to(&message);
         let offered = &self.inner.connection_types;
         if let Some(types) = &message.supported_connection_types
             && !types.iter().any(|t| offered.contains(&t.as_str()))
@@ -325,7 +400,8 @@ impl Bayeux {
                 reconnect: Some(Reconnect::None),
                 ..Advice::default()
             });
-            return outcome(reply, None, None);
+            let kept = self.inner.extend_outgoing(None, Some(&message), &mut reply).await;
+            return (None, kept.then_some(reply), None);
         }
 
         // HTTP sessions are bound to the browser cookie, issued now if the request had none. A
@@ -340,16 +416,31 @@ impl Bayeux {
             }
         };
         let session = ServerSession::new(random_id(), browser.clone(), Arc::downgrade(&self.inner));
-        if let Some(policy) = &self.inner.config.policy
-            && !policy.can_handshake(&session, &message).await
-        {
-            tracing::debug!("handshake denied by the security policy");
-            reply.fail(ErrorCode::HandshakeDenied);
-            reply.advice = Some(Advice {
-                reconnect: Some(Reconnect::None),
-                ..Advice::default()
-            });
-            return outcome(reply, None, None);
+        // Extensions see the session being created, and may attach session extensions to it.
+        let refused = if !self.inner.extend_incoming(Some(&session), &mut message).await {
+            Some((ErrorCode::MessageDeleted, None))
+        } else {
+            match &self.inner.config.policy {
+                Some(policy) if !policy.can_handshake(&session, &message).await => {
+                    tracing::debug!("handshake denied by the security policy");
+                    Some((ErrorCode::HandshakeDenied, Some(Reconnect::None)))
+                }
+                _ => None,
+            }
+        };
+        if let Some((error, reconnect)) = refused {
+            reply.fail(error);
+            if let Some(reconnect) = reconnect {
+                reply.advice = Some(Advice {
+                    reconnect: Some(reconnect),
+                    ..Advice::default()
+                });
+            }
+            let kept = self
+                .inner
+                .extend_outgoing(Some(&session), Some(&message), &mut reply)
+                .await;
+            return (None, kept.then_some(reply), None);
         }
 
         self.ensure_sweeper();
@@ -374,10 +465,14 @@ impl Bayeux {
         reply.supported_connection_types = Some(offered.iter().map(|t| (*t).into()).collect());
         reply.advice = Some(self.advice());
         let channel = ChannelName::from_static(meta::HANDSHAKE);
-        let reply = self
+        let (message, mut reply) = self
             .notify_meta_listeners(&session, &channel, message, reply)
             .await;
-        outcome(reply, new_browser, Some(session))
+        let kept = self
+            .inner
+            .extend_outgoing(Some(&session), Some(&message), &mut reply)
+            .await;
+        (Some(session), kept.then_some(reply), new_browser)
     }
 
     fn connect(
@@ -419,7 +514,7 @@ impl Bayeux {
         // `timeout: 0` on it), as do connects in a batch and connects with messages waiting.
         let suspend = single && !first && !hold.is_zero() && !has_messages;
         if !suspend {
-            return Step::Reply(self.finish_connect(session, reply));
+            return Step::reply(message, self.finish_connect(session, reply));
         }
         let limited = session
             .0
@@ -441,7 +536,7 @@ impl Bayeux {
                 advice.timeout = None;
                 reply.fail(ErrorCode::MultipleClients);
             }
-            return Step::Reply(self.finish_connect(session, reply));
+            return Step::reply(message, self.finish_connect(session, reply));
         }
 
         let (tx, rx) = oneshot::channel();
@@ -465,7 +560,7 @@ impl Bayeux {
             if let Some(browser) = &session.0.browser {
                 self.inner.release_hold(browser, &session.0.id, generation);
             }
-            return Step::Reply(self.finish_connect(session, reply));
+            return Step::reply(message, self.finish_connect(session, reply));
         }
         tracing::trace!(hold_ms = hold.as_millis() as u64, "connect held");
         Step::Hold(HeldConnect {
@@ -474,6 +569,7 @@ impl Bayeux {
             generation,
             wake: rx,
             hold,
+            request: message,
             reply: Some(reply),
         })
     }
@@ -618,18 +714,22 @@ impl Bayeux {
         session: &ServerSession,
         channel: ChannelName,
         message: Message,
-    ) -> Message {
+    ) -> (Option<Message>, Message) {
+        let refuse = |message: Message, error| {
+            let reply = failed(&message, error);
+            (Some(message), reply)
+        };
         if channel.is_wild() {
-            return failed(&message, ErrorCode::ChannelInvalid);
+            return refuse(message, ErrorCode::ChannelInvalid);
         }
         let exists = self.inner.channels.read().contains(&channel);
         if let Some(policy) = &self.inner.config.policy {
             if !exists && !policy.can_create(session, &message, &channel).await {
-                return failed(&message, ErrorCode::ChannelDenied);
+                return refuse(message, ErrorCode::ChannelDenied);
             }
             if !policy.can_publish(session, &message, &channel).await {
                 tracing::debug!("publish denied by the security policy");
-                return failed(&message, ErrorCode::PublishDenied);
+                return refuse(message, ErrorCode::PublishDenied);
             }
         }
         if !exists {
@@ -657,20 +757,27 @@ impl Bayeux {
                 if reply.successful != Some(false) {
                     reply.fail(ErrorCode::MessageDeleted);
                 }
-                return reply;
+                return (Some(event.message), reply);
             }
         }
-        if event.channel.is_broadcast() {
-            let mut message = event.message;
-            // Never leak the publisher's clientId, nor let its id collide with the recipients'.
-            message.id = None;
-            message.client_id = None;
-            message.channel = event.channel.as_str().to_owned();
-            // Deliveries must carry `data`; clients dispatch to subscribers by it.
-            message.data.get_or_insert(serde_json::Value::Null);
-            self.inner.broadcast(&event.channel, &message);
+        if !event.channel.is_broadcast() {
+            return (Some(event.message), event.reply);
         }
-        event.reply
+        // The request is kept for the reply's outgoing extensions only if there are any.
+        let request = (self.inner.has_extensions() || session.has_extensions())
+            .then(|| event.message.clone());
+        let mut message = event.message;
+        // Never leak the publisher's clientId, nor let its id collide with the recipients'.
+        message.id = None;
+        message.client_id = None;
+        message.channel = event.channel.as_str().to_owned();
+        // Deliveries must carry `data`; clients dispatch to subscribers by it.
+        message.data.get_or_insert(serde_json::Value::Null);
+        let mut reply = event.reply;
+        if !self.inner.broadcast(&event.channel, message).await {
+            reply.fail(ErrorCode::MessageDeleted);
+        }
+        (request, reply)
     }
 
     /// Meta channel listeners observe the processed message and may edit its reply.
@@ -680,10 +787,10 @@ impl Bayeux {
         channel: &ChannelName,
         message: Message,
         reply: Message,
-    ) -> Message {
+    ) -> (Message, Message) {
         let listeners = self.inner.channels.read().listeners_for(channel);
         if listeners.is_empty() {
-            return reply;
+            return (message, reply);
         }
         let mut event = MessageEvent {
             session: session.clone(),
@@ -695,7 +802,7 @@ impl Bayeux {
         for listener in listeners {
             event = listener(event).await.event;
         }
-        event.reply
+        (event.message, event.reply)
     }
 }
 

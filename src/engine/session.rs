@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::protocol::{ChannelName, Message, meta};
 
 use super::event::RemoveReason;
+use super::extension::SessionExtensions;
 use super::{BoxFuture, Error, Inner, IntoChannelName, ListenerId};
 
 /// A message ready to be written to a client: serialised once, shared by every recipient.
@@ -69,6 +70,17 @@ pub(crate) struct SessionState {
     /// The websocket connection the session is bound to: deliveries are pushed to it at once
     /// instead of waking the held connect.
     pub(crate) push: Option<PushTarget>,
+    /// Acknowledged delivery, when the client negotiated it.
+    pub(crate) ack: Option<AckState>,
+}
+
+/// Acknowledged delivery: every connect reply closes a numbered batch of deliveries, and a
+/// batch is kept (and sent again) until a later connect acknowledges it.
+pub(crate) struct AckState {
+    /// The batch open now; numbers start at 1.
+    batch: u64,
+    /// Deliveries sent in batches not acknowledged yet, oldest first.
+    unacked: VecDeque<(u64, Delivery)>,
 }
 
 /// A connection that writes a session's deliveries as soon as they are queued.
@@ -104,8 +116,9 @@ impl SessionState {
             return Flush::Nobody;
         }
         match &self.push {
-            Some(target) => Flush::Push(target.notify.clone()),
-            None => self.held.take().map_or(Flush::Nobody, Flush::Held),
+            // Acknowledged deliveries travel only on connect replies.
+            Some(target) if self.ack.is_none() => Flush::Push(target.notify.clone()),
+            _ => self.held.take().map_or(Flush::Nobody, Flush::Held),
         }
     }
 }
@@ -119,6 +132,7 @@ pub(crate) struct SessionInner {
     pub(crate) engine: Weak<Inner>,
     pub(crate) state: Mutex<SessionState>,
     removed_listeners: Mutex<Vec<(ListenerId, RemovedListener)>>,
+    pub(crate) extensions: SessionExtensions,
 }
 
 /// A client session on the server. Cheap to clone; clones refer to the same session.
@@ -166,8 +180,10 @@ impl ServerSession {
                 expire_at: None,
                 removed: None,
                 push: None,
+                ack: None,
             }),
             removed_listeners: Mutex::new(Vec::new()),
+            extensions: SessionExtensions::default(),
         }))
     }
 
@@ -186,9 +202,11 @@ impl ServerSession {
         self.0.state.lock().subscriptions.iter().cloned().collect()
     }
 
-    /// How many messages wait to be sent to the client.
+    /// How many messages wait to be sent to the client (with acknowledged delivery, sent ones
+    /// not acknowledged yet included).
     pub fn queue_len(&self) -> usize {
-        self.0.state.lock().queue.len()
+        let state = self.0.state.lock();
+        state.queue.len() + state.ack.as_ref().map_or(0, |ack| ack.unacked.len())
     }
 
     /// Delivers `data` on `channel` to this session only, whatever its subscriptions (use it
@@ -202,12 +220,21 @@ impl ServerSession {
             .await
     }
 
-    /// Delivers a whole message (with `ext` or other fields) to this session only.
-    pub async fn deliver_message(&self, message: Message) -> Result<(), Error> {
+    /// Delivers a whole message (with `ext` or other fields) to this session only. Outgoing
+    /// extensions see it first; fails with [`Error::MessageDeleted`] if one drops it.
+    pub async fn deliver_message(&self, mut message: Message) -> Result<(), Error> {
+        let removed = || Error::SessionRemoved(self.id().to_owned());
+        let engine = self.0.engine.upgrade().ok_or_else(removed)?;
+        if !engine
+            .extend_outgoing(Some(self), None, &mut message)
+            .await
+        {
+            return Err(Error::MessageDeleted);
+        }
         if self.enqueue(Delivery::new(&message)) {
             Ok(())
         } else {
-            Err(Error::SessionRemoved(self.id().to_owned()))
+            Err(removed())
         }
     }
 
@@ -325,10 +352,63 @@ impl ServerSession {
             .is_some_and(|p| p.connection == connection)
     }
 
-    /// Takes every queued delivery.
+    /// Takes the deliveries that may ride on a response other than a connect reply: all of
+    /// them, unless deliveries are acknowledged (those travel only on connect replies).
     pub(crate) fn drain(&self) -> Vec<Delivery> {
         let mut state = self.0.state.lock();
+        if state.ack.is_some() {
+            return Vec::new();
+        }
         state.queue.drain(..).collect()
+    }
+
+    /// Takes the deliveries for a connect reply. With acknowledged delivery, the queued ones join
+    /// the current batch, every unacknowledged batch is sent (again), and the batch number the
+    /// reply carries in `ext.ack` is returned.
+    pub(crate) fn drain_for_connect(&self) -> (Vec<Delivery>, Option<u64>) {
+        let mut guard = self.0.state.lock();
+        let state = &mut *guard;
+        match &mut state.ack {
+            None => (state.queue.drain(..).collect(), None),
+            Some(ack) => {
+                let batch = ack.batch;
+                ack.batch += 1;
+                ack.unacked
+                    .extend(state.queue.drain(..).map(|delivery| (batch, delivery)));
+                let all = ack.unacked.iter().map(|(_, d)| d.clone()).collect();
+                (all, Some(batch))
+            }
+        }
+    }
+
+    /// Turns acknowledged delivery on (the ack extension does, when the client asks for it).
+    pub(crate) fn enable_ack(&self) {
+        self.0.state.lock().ack.get_or_insert(AckState {
+            batch: 1,
+            unacked: VecDeque::new(),
+        });
+    }
+
+    /// Whether deliveries to this session are acknowledged.
+    pub fn is_ack_enabled(&self) -> bool {
+        self.0.state.lock().ack.is_some()
+    }
+
+    /// The client received every batch up to `batch`: forget them. Returns whether
+    /// unacknowledged deliveries remain with nothing new queued, so the connect carrying this
+    /// acknowledgement should return at once to send them again.
+    pub(crate) fn acknowledge(&self, batch: u64) -> bool {
+        let mut state = self.0.state.lock();
+        let queue_empty = state.queue.is_empty();
+        match &mut state.ack {
+            Some(ack) => {
+                while ack.unacked.front().is_some_and(|(b, _)| *b <= batch) {
+                    ack.unacked.pop_front();
+                }
+                queue_empty && !ack.unacked.is_empty()
+            }
+            None => false,
+        }
     }
 
     /// Marks a request of this session as being processed until the guard is dropped.

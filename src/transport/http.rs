@@ -11,7 +11,7 @@ use crate::engine::Bayeux;
 use crate::engine::process::{ConnectEnd, Connection, TransportKind};
 use crate::protocol::Message;
 
-use super::{error_response, json_array};
+use super::{ArrayWriter, error_response};
 
 /// How a transport writes the JSON array of a reply.
 pub(crate) struct Encoding<F> {
@@ -47,15 +47,27 @@ where
 
     let array = match outcome.held {
         Some(held) => match held.wait().await {
-            ConnectEnd::Displaced(status) => {
-                let mut response = Response::new(Full::default());
-                *response.status_mut() = status;
-                return response;
+            ConnectEnd::Displaced(status) => return empty_response(status),
+            ConnectEnd::Reply { queued, reply } => {
+                let mut array = ArrayWriter::new(&queued, 1);
+                array.deliveries(&queued).messages(reply.as_slice());
+                array
             }
-            ConnectEnd::Reply { queued, reply } => json_array(&queued, &[reply]),
         },
-        None => json_array(&outcome.queued, &outcome.replies),
+        None => {
+            let mut array = ArrayWriter::new(&outcome.queued, outcome.replies.len());
+            array
+                .deliveries(&outcome.queued)
+                .messages(&outcome.replies);
+            array
+        }
     };
+    if array.is_empty() {
+        // Extensions dropped every reply and nothing else is due: the clients count an empty
+        // array as a failure anyway, so say it plainly.
+        return empty_response(StatusCode::NO_CONTENT);
+    }
+    let array = array.finish();
 
     let mut response = Response::new(Full::new((encoding.encode)(array)));
     let headers = response.headers_mut();
@@ -79,5 +91,11 @@ where
     {
         headers.append(header::SET_COOKIE, value);
     }
+    response
+}
+
+fn empty_response(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = status;
     response
 }

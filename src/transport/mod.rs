@@ -141,13 +141,6 @@ impl ArrayWriter {
     }
 }
 
-/// Writes `[queued..., replies...]`.
-pub(crate) fn json_array(queued: &[Delivery], replies: &[Message]) -> Bytes {
-    let mut writer = ArrayWriter::new(queued, replies.len());
-    writer.deliveries(queued).messages(replies);
-    writer.finish()
-}
-
 /// A plain-text error response for transport-level failures (malformed requests).
 pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));

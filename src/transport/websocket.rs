@@ -31,7 +31,7 @@ use crate::engine::process::{ConnectEnd, Connection, TransportKind};
 use crate::engine::{Bayeux, ServerSession};
 use crate::protocol::parse_messages;
 
-use super::{ArrayWriter, error_response, json_array};
+use super::{ArrayWriter, error_response};
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
@@ -180,7 +180,11 @@ where
                 end = async { self.held.as_mut().expect("guarded").await }, if self.held.is_some() => {
                     self.held = None;
                     match end {
-                        ConnectEnd::Reply { queued, reply } => self.send(json_array(&queued, &[reply])).await,
+                        ConnectEnd::Reply { queued, reply } => {
+                            let mut frame = ArrayWriter::new(&queued, 1);
+                            frame.deliveries(&queued).messages(reply.as_slice());
+                            self.send_frame(frame).await
+                        }
                         // A newer connect of the session took over; it will be answered.
                         ConnectEnd::Displaced(_) => Ok(()),
                     }
@@ -262,7 +266,7 @@ where
         if let Some(ended) = self.held.as_mut().and_then(|held| held.now_or_never()) {
             self.held = None;
             if let ConnectEnd::Reply { queued, reply } = ended {
-                frame.deliveries(&queued).messages(&[reply]);
+                frame.deliveries(&queued).messages(reply.as_slice());
             }
         }
         if let Some(held) = outcome.held {
@@ -294,10 +298,17 @@ where
             return Ok(());
         };
         let queued = session.drain();
-        if queued.is_empty() {
+        let mut frame = ArrayWriter::new(&queued, 0);
+        frame.deliveries(&queued);
+        self.send_frame(frame).await
+    }
+
+    /// Sends a frame unless it would be an empty array.
+    async fn send_frame(&mut self, frame: ArrayWriter) -> Result<(), Close> {
+        if frame.is_empty() {
             return Ok(());
         }
-        self.send(json_array(&queued, &[])).await
+        self.send(frame.finish()).await
     }
 
     async fn send(&mut self, array: Bytes) -> Result<(), Close> {
