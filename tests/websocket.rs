@@ -564,3 +564,58 @@ async fn a_real_server_upgrades_at_the_bayeux_path() {
     assert_eq!(reply[0]["id"], "1");
     assert_eq!(bayeux.session_count(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn acknowledged_messages_ride_connect_replies_and_survive_a_new_socket() {
+    let bayeux = Bayeux::builder()
+        .timeout(Duration::from_secs(10))
+        .max_interval(Duration::from_secs(5))
+        .extension(tower_bayeux::ext::AckExtension::new())
+        .build();
+    let mut socket = Socket::open(&bayeux).await;
+    let reply = socket
+        .call(json!({"channel": "/meta/handshake", "version": "1.0", "ext": {"ack": true}}))
+        .await;
+    assert_eq!(reply[0]["ext"]["ack"], true);
+    socket.client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
+    socket
+        .call(json!({"channel": "/meta/subscribe", "subscription": "/acked"}))
+        .await;
+    let connect = |ack: i64, timeout: Option<u64>| {
+        let mut message = json!({"channel": "/meta/connect", "connectionType": "websocket",
+            "ext": {"ack": ack}});
+        if let Some(timeout) = timeout {
+            message["advice"] = json!({"timeout": timeout});
+        }
+        message
+    };
+    assert_eq!(socket.call(connect(0, Some(0))).await[0]["ext"]["ack"], 1);
+
+    // Held connect: a publish wakes it (no push), the reply carries the message and batch 2.
+    socket.send(vec![connect(1, None)]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bayeux.publish("/acked", json!("one")).await.unwrap();
+    let reply = socket.recv().await;
+    assert_eq!(reply[0], json!({"channel": "/acked", "data": "one"}));
+    assert_eq!(reply[1]["ext"]["ack"], 2);
+
+    // The socket dies before the client could acknowledge batch 2.
+    let client_id = socket.client_id.clone();
+    drop(socket.ws);
+    socket.server.await.unwrap();
+    bayeux.publish("/acked", json!("two")).await.unwrap();
+
+    let mut again = Socket::open(&bayeux).await;
+    again.client_id = client_id;
+    let reply = again.call(connect(1, None)).await;
+    let data: Vec<Value> = reply
+        .iter()
+        .filter_map(|m| m.get("data").cloned())
+        .collect();
+    assert_eq!(
+        data,
+        [json!("one"), json!("two")],
+        "resent in order: {reply:?}"
+    );
+    assert_eq!(reply.last().unwrap()["ext"]["ack"], 3);
+}

@@ -206,7 +206,11 @@ async fn contained(name: &str, hook: &str, future: BoxFuture<'_, bool>) -> bool 
     match CatchUnwind(future).await {
         Ok(keep) => keep,
         Err(()) => {
-            tracing::error!(extension = name, hook, "extension panicked; the message goes on");
+            tracing::error!(
+                extension = name,
+                hook,
+                "extension panicked; the message goes on"
+            );
             true
         }
     }
@@ -299,7 +303,11 @@ impl ServerSession {
         }
     }
 
-    pub(crate) async fn extend_outgoing(&self, request: Option<&Message>, message: &mut Message) -> bool {
+    pub(crate) async fn extend_outgoing(
+        &self,
+        request: Option<&Message>,
+        message: &mut Message,
+    ) -> bool {
         let extensions = self.0.extensions.snapshot();
         for extension in extensions.iter().rev() {
             let future = extension.outgoing(self, request, message);

@@ -252,7 +252,9 @@ impl Bayeux {
             (Some(session), None) => {
                 // Acknowledged deliveries ride only on a connect reply, which then closes a batch.
                 let connect = answered.iter_mut().find(|(owner, _, reply)| {
-                    owner.is_some() && reply.channel == meta::CONNECT && reply.successful == Some(true)
+                    owner.is_some()
+                        && reply.channel == meta::CONNECT
+                        && reply.successful == Some(true)
                 });
                 match connect {
                     Some((_, _, reply)) if session.is_ack_enabled() => {
@@ -344,7 +346,8 @@ impl Bayeux {
                     Step::reply(message, reply)
                 }
                 ChannelKind::Service | ChannelKind::Broadcast => {
-                    let (request, reply) = self.publish_from_client(session, channel, message).await;
+                    let (request, reply) =
+                        self.publish_from_client(session, channel, message).await;
                     Step::Reply { request, reply }
                 }
             }
@@ -400,7 +403,10 @@ impl Bayeux {
                 reconnect: Some(Reconnect::None),
                 ..Advice::default()
             });
-            let kept = self.inner.extend_outgoing(None, Some(&message), &mut reply).await;
+            let kept = self
+                .inner
+                .extend_outgoing(None, Some(&message), &mut reply)
+                .await;
             return (None, kept.then_some(reply), None);
         }
 
@@ -417,7 +423,11 @@ impl Bayeux {
         };
         let session = ServerSession::new(random_id(), browser.clone(), Arc::downgrade(&self.inner));
         // Extensions see the session being created, and may attach session extensions to it.
-        let refused = if !self.inner.extend_incoming(Some(&session), &mut message).await {
+        let refused = if !self
+            .inner
+            .extend_incoming(Some(&session), &mut message)
+            .await
+        {
             Some((ErrorCode::MessageDeleted, None))
         } else {
             match &self.inner.config.policy {

@@ -225,10 +225,7 @@ impl ServerSession {
     pub async fn deliver_message(&self, mut message: Message) -> Result<(), Error> {
         let removed = || Error::SessionRemoved(self.id().to_owned());
         let engine = self.0.engine.upgrade().ok_or_else(removed)?;
-        if !engine
-            .extend_outgoing(Some(self), None, &mut message)
-            .await
-        {
+        if !engine.extend_outgoing(Some(self), None, &mut message).await {
             return Err(Error::MessageDeleted);
         }
         if self.enqueue(Delivery::new(&message)) {

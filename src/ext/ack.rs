@@ -36,10 +36,8 @@ impl Extension for AckExtension {
             return true;
         };
         match message.channel.as_str() {
-            meta::HANDSHAKE => {
-                if ext(message, "ack").and_then(|v| v.as_bool()) == Some(true) {
-                    session.enable_ack();
-                }
+            meta::HANDSHAKE if ext(message, "ack").and_then(|v| v.as_bool()) == Some(true) => {
+                session.enable_ack();
             }
             meta::CONNECT if session.is_ack_enabled() => {
                 // The client sends 0 (or -1) before it received any batch.

@@ -64,10 +64,8 @@ const ARRIVAL: &str = "ts";
 impl Extension for TimesyncExtension {
     async fn incoming(&self, _session: Option<&ServerSession>, message: &mut Message) -> bool {
         if message.channel.starts_with("/meta/")
-            && let Some(Value::Object(timesync)) = message
-                .ext
-                .as_mut()
-                .and_then(|ext| ext.get_mut("timesync"))
+            && let Some(Value::Object(timesync)) =
+                message.ext.as_mut().and_then(|ext| ext.get_mut("timesync"))
         {
             timesync.insert(ARRIVAL.to_owned(), now_ms().into());
         }
@@ -92,7 +90,10 @@ impl Extension for TimesyncExtension {
         let p = now_ms().saturating_sub(ts);
         let answer = match (number(timesync, "l"), number(timesync, "o")) {
             (Some(lag), Some(offset)) => {
-                let accuracy = tc.saturating_add(offset).saturating_add(lag).saturating_sub(ts);
+                let accuracy = tc
+                    .saturating_add(offset)
+                    .saturating_add(lag)
+                    .saturating_sub(ts);
                 let target = i64::try_from(self.accuracy_target.as_millis()).unwrap_or(i64::MAX);
                 if lag != 0 && accuracy.unsigned_abs() < target.unsigned_abs() {
                     return true;

@@ -56,9 +56,7 @@ where
         },
         None => {
             let mut array = ArrayWriter::new(&outcome.queued, outcome.replies.len());
-            array
-                .deliveries(&outcome.queued)
-                .messages(&outcome.replies);
+            array.deliveries(&outcome.queued).messages(&outcome.replies);
             array
         }
     };

@@ -105,6 +105,16 @@ impl Client {
         }
     }
 
+    /// A client for a session handshaken by hand.
+    pub fn from_parts(bayeux: &Bayeux, cookie: String, client_id: &str) -> Self {
+        Self {
+            bayeux: bayeux.clone(),
+            cookie,
+            client_id: client_id.to_owned(),
+            next_id: std::sync::Arc::new(2.into()),
+        }
+    }
+
     pub fn next_id(&self) -> String {
         self.next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
