@@ -119,13 +119,12 @@ async fn clock(bayeux: Bayeux) {
     }
 }
 
-/// Waits for Ctrl-C, then disconnects every session: held long-polls return at once, telling
-/// their clients to stop. (Without it, shutdown waits for them, up to the engine's `timeout`.)
+/// Waits for Ctrl-C, then shuts the engine down: held long-polls are answered at once and
+/// told to come back after a random interval, websockets are closed, and new handshakes are
+/// refused, so `axum::serve` has no long-poll left to wait for.
 async fn shutdown(bayeux: Bayeux) {
     let _ = tokio::signal::ctrl_c().await;
-    for session in bayeux.sessions() {
-        session.disconnect().await;
-    }
+    bayeux.shutdown().await;
 }
 
 #[tokio::main]

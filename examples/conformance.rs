@@ -5,7 +5,7 @@
 //! ```
 //!
 //! Bayeux at `/cometd` (timeout 2 s, max interval 3 s, interval 0, any number of sessions per
-//! browser), with:
+//! browser: all the clients of a Node process share one cookie jar), with:
 //! - `/service/echo`: data published there comes back to the sender only, on `/service/echo`;
 //! - `/service/publish`: data `{channel, data}` is published server-side to `channel`;
 //! - `/service/whoami`: answers on `/service/whoami` with the `User-Agent` and `X-Test-Header`
@@ -136,6 +136,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max_interval(Duration::from_millis(3000))
         .interval(Duration::ZERO)
         .max_sessions_per_browser(None)
+        .max_sessions_per_cookie(None)
         .security_policy(ConformancePolicy)
         .extension(AckExtension::new())
         .extension(TimesyncExtension::new())

@@ -63,8 +63,8 @@ mod transport;
 
 pub use engine::{
     Bayeux, BayeuxBuilder, Error, Extension, IntoChannelName, ListenerId, MessageEvent,
-    RemoveReason, SameSite, SecurityPolicy, ServerChannel, ServerEvent, ServerSession,
-    SessionExtension, Verdict,
+    QueueFullPolicy, RemoveReason, SameSite, SecurityPolicy, ServerChannel, ServerEvent,
+    ServerSession, SessionExtension, Stats, Verdict,
 };
 pub use layer::{BayeuxBody, BayeuxLayer, BayeuxService, NotFound, ResponseFuture};
 pub use protocol::{ChannelName, ErrorCode, Message};

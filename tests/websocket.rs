@@ -619,3 +619,24 @@ async fn acknowledged_messages_ride_connect_replies_and_survive_a_new_socket() {
     );
     assert_eq!(reply.last().unwrap()["ext"]["ack"], 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_answers_the_held_connect_then_closes_the_socket() {
+    let bayeux = engine();
+    let mut socket = Socket::connected(&bayeux).await;
+    socket
+        .call(json!({"channel": "/meta/subscribe", "subscription": "/news"}))
+        .await;
+    let connect = socket.connect_message(None);
+    socket.send(vec![connect]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bayeux.shutdown().await;
+    let reply = socket.recv().await;
+    let connect = reply
+        .iter()
+        .find(|m| m["channel"] == "/meta/connect")
+        .unwrap();
+    assert_eq!(connect["advice"]["reconnect"], "retry", "{reply:?}");
+    assert_eq!(socket.closed().await, Some(CloseCode::Away));
+    socket.server.await.unwrap();
+}

@@ -11,6 +11,7 @@ use crate::context::RequestContext;
 use crate::protocol::{ChannelName, Message};
 
 use super::event::ServerEvent;
+use super::queue::Push;
 use super::session::Delivery;
 use super::{Bayeux, BoxFuture, Error, ListenerId, ServerSession};
 
@@ -52,6 +53,10 @@ impl ChannelTable {
 
     pub(crate) fn get(&self, name: &str) -> Option<&ChannelEntry> {
         self.entries.get(name)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
     }
 
     pub(crate) fn names(&self) -> Vec<ChannelName> {
@@ -344,14 +349,18 @@ impl super::Inner {
         let recipients = self.channels.read().subscribers_for(channel);
         let mut shared = None;
         for session in recipients {
-            if session.has_extensions() {
+            let push = if session.has_extensions() {
                 let mut own = message.clone();
-                if session.extend_outgoing(None, &mut own).await {
-                    session.enqueue(Delivery::new(&own));
+                if !session.extend_outgoing(None, &mut own).await {
+                    continue;
                 }
+                session.enqueue(Delivery::new(&own))
             } else {
                 let delivery = shared.get_or_insert_with(|| Delivery::new(&message));
-                session.enqueue(delivery.clone());
+                session.enqueue(delivery.clone())
+            };
+            if !matches!(push, Some(Push::Queued)) {
+                self.queued(&session, push).await;
             }
         }
         true

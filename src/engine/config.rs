@@ -8,6 +8,7 @@ use http::StatusCode;
 use super::Bayeux;
 use super::extension::{ErasedExtension, Extension};
 use super::policy::{ErasedPolicy, SecurityPolicy};
+use super::queue::{QueueFullPolicy, QueueLimits};
 
 /// The `SameSite` attribute of the browser cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +108,14 @@ pub(crate) struct Config {
     pub(crate) multi_session_interval: Duration,
     pub(crate) duplicate_meta_connect_http_status: StatusCode,
     pub(crate) max_body_size: usize,
+    pub(crate) max_messages_per_batch: usize,
+    pub(crate) max_message_size: usize,
+    pub(crate) max_channel_length: usize,
+    pub(crate) max_subscriptions_per_session: usize,
+    pub(crate) max_sessions_per_cookie: Option<usize>,
+    pub(crate) max_sessions: Option<usize>,
+    pub(crate) queue: QueueLimits,
+    pub(crate) shutdown_jitter: Duration,
     pub(crate) policy: Option<Arc<dyn ErasedPolicy>>,
     pub(crate) extensions: Vec<Arc<dyn ErasedExtension>>,
     #[cfg(feature = "websocket")]
@@ -131,6 +140,18 @@ impl Default for Config {
             multi_session_interval: Duration::from_secs(2),
             duplicate_meta_connect_http_status: StatusCode::INTERNAL_SERVER_ERROR,
             max_body_size: 1024 * 1024,
+            max_messages_per_batch: 1000,
+            max_message_size: 64 * 1024,
+            max_channel_length: 256,
+            max_subscriptions_per_session: 1000,
+            max_sessions_per_cookie: Some(100),
+            max_sessions: None,
+            queue: QueueLimits {
+                max_messages: 1000,
+                max_bytes: 1024 * 1024,
+                policy: QueueFullPolicy::DropOldest,
+            },
+            shutdown_jitter: Duration::from_secs(5),
             policy: None,
             extensions: Vec::new(),
             #[cfg(feature = "websocket")]
@@ -374,6 +395,97 @@ impl BayeuxBuilder {
     /// Default: none (everything a client may do by the protocol is allowed).
     pub fn security_policy(mut self, policy: impl SecurityPolicy) -> Self {
         self.config.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// The most messages one request (or websocket frame) may carry; larger batches are
+    /// refused (`413`, or close code 1009).
+    ///
+    /// Default: 1000.
+    pub fn max_messages_per_batch(mut self, max: usize) -> Self {
+        self.config.max_messages_per_batch = max.max(1);
+        self
+    }
+
+    /// The largest single message a client may send, in bytes of JSON; a batch holding a larger
+    /// one is refused (`413`, or close code 1009).
+    ///
+    /// Default: 64 KiB.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// The longest channel name a client may use (publish, subscribe); longer ones are refused
+    /// with `405::channel_invalid` or `405::subscription_invalid`.
+    ///
+    /// Default: 256 bytes.
+    pub fn max_channel_length(mut self, bytes: usize) -> Self {
+        self.config.max_channel_length = bytes;
+        self
+    }
+
+    /// The most channels and patterns one session may subscribe to; past it, subscriptions fail
+    /// with `403::subscription_limit`.
+    ///
+    /// Default: 1000.
+    pub fn max_subscriptions_per_session(mut self, max: usize) -> Self {
+        self.config.max_subscriptions_per_session = max;
+        self
+    }
+
+    /// The most live sessions one browser cookie may have (one per tab; a client that
+    /// handshakes in a loop hits it); past it, handshakes fail with `403::too_many_sessions`.
+    /// `None` is unlimited.
+    ///
+    /// Default: `Some(100)`.
+    pub fn max_sessions_per_cookie(mut self, max: Option<usize>) -> Self {
+        self.config.max_sessions_per_cookie = max;
+        self
+    }
+
+    /// The most live sessions the server holds; past it, handshakes fail with
+    /// `403::too_many_sessions` and advice to try again later. `None` is unlimited.
+    ///
+    /// Default: `None`.
+    pub fn max_sessions(mut self, max: Option<usize>) -> Self {
+        self.config.max_sessions = max;
+        self
+    }
+
+    /// The most messages waiting for one session (sent but unacknowledged ones included); past
+    /// it the [queue-full policy](Self::queue_full_policy) applies.
+    ///
+    /// Default: 1000.
+    pub fn max_queue_messages(mut self, max: usize) -> Self {
+        self.config.queue.max_messages = max.max(1);
+        self
+    }
+
+    /// The most bytes of JSON waiting for one session; past it the
+    /// [queue-full policy](Self::queue_full_policy) applies.
+    ///
+    /// Default: 1 MiB.
+    pub fn max_queue_bytes(mut self, bytes: usize) -> Self {
+        self.config.queue.max_bytes = bytes;
+        self
+    }
+
+    /// What happens when a session's queue is full; listeners hear
+    /// [`ServerEvent::QueueFull`](crate::ServerEvent::QueueFull) either way.
+    ///
+    /// Default: [`QueueFullPolicy::DropOldest`].
+    pub fn queue_full_policy(mut self, policy: QueueFullPolicy) -> Self {
+        self.config.queue.policy = policy;
+        self
+    }
+
+    /// On [`Bayeux::shutdown`], clients are told to reconnect after a random interval up to
+    /// this long, so they do not all come back at once.
+    ///
+    /// Default: 5 seconds.
+    pub fn shutdown_jitter(mut self, jitter: Duration) -> Self {
+        self.config.shutdown_jitter = jitter;
         self
     }
 

@@ -3,6 +3,7 @@
 use crate::protocol::{ChannelName, Message};
 
 use super::ServerSession;
+use super::queue::QueueFullPolicy;
 
 /// Why a session was removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -14,6 +15,11 @@ pub enum RemoveReason {
     Disconnected,
     /// The server disconnected it ([`ServerSession::disconnect`]).
     ServerDisconnected,
+    /// Its queue overflowed under [`QueueFullPolicy::Disconnect`](crate::QueueFullPolicy); its
+    /// client is told to handshake again.
+    QueueFull,
+    /// The server is shutting down ([`Bayeux::shutdown`](crate::Bayeux::shutdown)).
+    Shutdown,
 }
 
 impl RemoveReason {
@@ -70,4 +76,12 @@ pub enum ServerEvent {
     ChannelAdded(ChannelName),
     /// An unused channel (no subscribers, no listeners) was swept away.
     ChannelRemoved(ChannelName),
+    /// `session`'s queue is full: its client does not keep up. Told once per episode (until the
+    /// client catches up); `policy` says what the engine does about it.
+    QueueFull {
+        /// The slow session.
+        session: ServerSession,
+        /// Dropping its oldest messages, or removing it.
+        policy: QueueFullPolicy,
+    },
 }

@@ -7,6 +7,7 @@ mod event;
 mod extension;
 mod policy;
 pub(crate) mod process;
+mod queue;
 mod session;
 
 use std::collections::HashMap;
@@ -20,13 +21,14 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::protocol::{ChannelName, InvalidChannel};
+use crate::protocol::{ChannelName, ErrorCode, InvalidChannel};
 
 pub use channel::{MessageEvent, ServerChannel, Verdict};
 pub use config::{BayeuxBuilder, SameSite};
 pub use event::{RemoveReason, ServerEvent};
 pub use extension::{Extension, SessionExtension};
 pub use policy::SecurityPolicy;
+pub use queue::QueueFullPolicy;
 pub use session::ServerSession;
 
 pub(crate) use channel::ChannelTable;
@@ -120,6 +122,10 @@ pub(crate) struct Inner {
     browsers: Mutex<HashMap<Arc<str>, BrowserState>>,
     event_listeners: RwLock<Arc<Vec<(ListenerId, EventListener)>>>,
     sweeper_started: AtomicBool,
+    /// Set by [`Bayeux::shutdown`]: no new sessions, held connects told to come back later.
+    pub(crate) closing: AtomicBool,
+    /// Tells websocket connections the server shuts down.
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
     /// The connection types the transports offer, for the handshake reply.
     pub(crate) connection_types: Vec<&'static str>,
 }
@@ -164,6 +170,8 @@ impl Bayeux {
                 browsers: Mutex::default(),
                 event_listeners: RwLock::default(),
                 sweeper_started: AtomicBool::new(false),
+                closing: AtomicBool::new(false),
+                shutdown: tokio::sync::watch::Sender::new(false),
                 connection_types,
             }),
         }
@@ -201,6 +209,63 @@ impl Bayeux {
     /// How many sessions are live.
     pub fn session_count(&self) -> usize {
         self.inner.sessions.read().len()
+    }
+
+    /// Shuts the engine down gracefully: new handshakes are refused (`503::shutting_down`),
+    /// every session is removed (removal listeners hear [`RemoveReason::Shutdown`]), held
+    /// `/meta/connect`s are answered with what is queued and `reconnect: retry` advice with a
+    /// random interval up to [`shutdown_jitter`](BayeuxBuilder::shutdown_jitter) (so clients come
+    /// back to the next instance, not all at once), and websockets send what they hold and
+    /// close with code 1001 (going away).
+    ///
+    /// Call it before the HTTP server's own graceful shutdown waits for in-flight requests, so
+    /// held long-polls do not keep it waiting:
+    ///
+    /// ```no_run
+    /// # async fn run(app: axum::Router, bayeux: tower_bayeux::Bayeux) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// axum::serve(listener, app)
+    ///     .with_graceful_shutdown(async move {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///         bayeux.shutdown().await;
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) {
+        if self.inner.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::info!(sessions = self.session_count(), "shutting down");
+        for session in self.sessions() {
+            self.inner
+                .remove_session(&session, RemoveReason::Shutdown)
+                .await;
+        }
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.closing.load(Ordering::Acquire)
+    }
+
+    /// Counts of what the engine holds now, for monitoring.
+    pub fn stats(&self) -> Stats {
+        let (sessions, queued_messages) = {
+            let sessions = self.inner.sessions.read();
+            let queued = sessions
+                .values()
+                .map(|session| session.0.state.lock().queue.len())
+                .sum();
+            (sessions.len(), queued)
+        };
+        Stats {
+            sessions,
+            channels: self.inner.channels.read().len(),
+            browsers: self.inner.browsers.lock().len(),
+            queued_messages,
+        }
     }
 
     /// Adds a listener for engine events (sessions added and removed, subscriptions, channels).
@@ -243,6 +308,14 @@ impl Bayeux {
         self.inner.config.max_body_size
     }
 
+    /// The bounds transports parse batches within.
+    pub(crate) fn parse_limits(&self) -> crate::protocol::ParseLimits {
+        crate::protocol::ParseLimits {
+            max_messages: self.inner.config.max_messages_per_batch,
+            max_message_size: self.inner.config.max_message_size,
+        }
+    }
+
     /// Starts the sweeper task if it is not running; needs a tokio runtime.
     fn ensure_sweeper(&self) {
         if self.inner.sweeper_started.swap(true, Ordering::AcqRel) {
@@ -262,11 +335,36 @@ async fn sweep_loop(engine: Weak<Inner>, period: std::time::Duration) {
         let Some(inner) = engine.upgrade() else {
             return;
         };
+        if inner.closing.load(Ordering::Acquire) {
+            return;
+        }
         inner.sweep().await;
     }
 }
 
 impl Inner {
+    /// Follows up on queueing a delivery: a full queue is reported to listeners, and under the
+    /// disconnect policy its session removed. Returns whether the delivery was queued.
+    pub(crate) async fn queued(&self, session: &ServerSession, push: Option<queue::Push>) -> bool {
+        use queue::Push;
+        let Some(push) = push else {
+            return false;
+        };
+        let full = matches!(push, Push::Full | Push::DroppedOldest { first: true });
+        if full {
+            tracing::debug!(client_id = %session.id(), ?push, "session queue full");
+            self.emit(&ServerEvent::QueueFull {
+                session: session.clone(),
+                policy: self.config.queue.policy,
+            });
+        }
+        if push == Push::Full {
+            self.remove_session(session, RemoveReason::QueueFull).await;
+            return false;
+        }
+        true
+    }
+
     pub(crate) fn emit(&self, event: &ServerEvent) {
         let listeners = self.event_listeners.read().clone();
         for (_, listener) in listeners.iter() {
@@ -315,6 +413,10 @@ impl Inner {
             let mut state = session.0.state.lock();
             state.removed = Some(reason);
             state.expire_at = None;
+            if reason == RemoveReason::QueueFull {
+                // Nothing more goes to a client that could not keep up.
+                state.queue.clear();
+            }
             (
                 std::mem::take(&mut state.subscriptions),
                 state.held.take(),
@@ -363,12 +465,33 @@ impl Inner {
         true
     }
 
-    pub(crate) fn add_browser_session(&self, browser: &Arc<str>) {
-        self.browsers
-            .lock()
-            .entry(browser.clone())
-            .or_default()
-            .sessions += 1;
+    /// Adds a handshaken session to the table, within the session limits.
+    pub(crate) fn register(&self, session: &ServerSession) -> Result<(), ErrorCode> {
+        let mut sessions = self.sessions.write();
+        if self
+            .config
+            .max_sessions
+            .is_some_and(|max| sessions.len() >= max)
+        {
+            return Err(ErrorCode::TooManySessions);
+        }
+        if let Some(browser) = &session.0.browser {
+            let mut browsers = self.browsers.lock();
+            let entry = browsers.entry(browser.clone()).or_default();
+            if self
+                .config
+                .max_sessions_per_cookie
+                .is_some_and(|max| entry.sessions >= max)
+            {
+                if entry.sessions == 0 && entry.holding.is_empty() {
+                    browsers.remove(browser);
+                }
+                return Err(ErrorCode::TooManySessions);
+            }
+            entry.sessions += 1;
+        }
+        sessions.insert(session.0.id.clone(), session.clone());
+        Ok(())
     }
 
     /// Claims a long-poll for `session` within its browser's limit. A session that already
@@ -402,10 +525,29 @@ impl Inner {
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn browser_count(&self) -> usize {
-        self.browsers.lock().len()
+    /// A random reconnect interval for clients of a server shutting down.
+    pub(crate) fn shutdown_interval_ms(&self) -> i64 {
+        let jitter = u64::try_from(self.config.shutdown_jitter.as_millis()).unwrap_or(u64::MAX);
+        if jitter == 0 {
+            return 0;
+        }
+        let random = getrandom::u64().unwrap_or(jitter / 2);
+        i64::try_from(random % jitter).unwrap_or(0)
     }
+}
+
+/// What the engine holds, from [`Bayeux::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Live sessions.
+    pub sessions: usize,
+    /// Channels with subscribers or listeners (or used since the last sweep).
+    pub channels: usize,
+    /// Browser cookies with live sessions or held connects.
+    pub browsers: usize,
+    /// Messages waiting for their sessions (sent but unacknowledged ones included).
+    pub queued_messages: usize,
 }
 
 /// A random id of 160 bits from the operating system's CSPRNG, as 40 hex digits.

@@ -321,7 +321,10 @@ impl Bayeux {
             let reply = unknown_session(&message);
             return Step::reply(message, reply);
         };
-        let Ok(channel) = ChannelName::new(&message.channel) else {
+        let channel = Some(&message.channel)
+            .filter(|name| name.len() <= self.inner.config.max_channel_length)
+            .and_then(|name| ChannelName::new(name).ok());
+        let Some(channel) = channel else {
             let reply = failed(&message, ErrorCode::ChannelInvalid);
             return Step::reply(message, reply);
         };
@@ -421,7 +424,21 @@ impl Bayeux {
                 (Some(browser.clone()), Some(browser))
             }
         };
-        let session = ServerSession::new(random_id(), browser.clone(), Arc::downgrade(&self.inner));
+        if self.is_shut_down() {
+            reply.fail(ErrorCode::ShuttingDown);
+            reply.advice = Some(Advice {
+                reconnect: Some(Reconnect::Handshake),
+                interval: Some(self.inner.shutdown_interval_ms()),
+                ..Advice::default()
+            });
+            return (None, Some(reply), None);
+        }
+        let session = ServerSession::new(
+            random_id(),
+            browser.clone(),
+            Arc::downgrade(&self.inner),
+            self.inner.config.queue,
+        );
         // Extensions see the session being created, and may attach session extensions to it.
         let refused = if !self
             .inner
@@ -455,12 +472,20 @@ impl Bayeux {
 
         self.ensure_sweeper();
         session.0.state.lock().expire_at = Some(self.inner.expiry_from(Instant::now()));
-        self.inner
-            .sessions
-            .write()
-            .insert(session.0.id.clone(), session.clone());
-        if let Some(browser) = &browser {
-            self.inner.add_browser_session(browser);
+        if let Err(error) = self.inner.register(&session) {
+            reply.fail(error);
+            let retry_in =
+                i64::try_from(self.inner.config.max_interval.as_millis()).unwrap_or(i64::MAX);
+            reply.advice = Some(Advice {
+                reconnect: Some(Reconnect::Handshake),
+                interval: Some(retry_in),
+                ..Advice::default()
+            });
+            let kept = self
+                .inner
+                .extend_outgoing(Some(&session), Some(&message), &mut reply)
+                .await;
+            return (None, kept.then_some(reply), None);
         }
         tracing::debug!(client_id = %session.id(), "session added");
         self.inner.emit(&ServerEvent::SessionAdded {
@@ -588,11 +613,21 @@ impl Bayeux {
     /// a removed session is told not to come back.
     fn finish_connect(&self, session: &ServerSession, mut reply: Message) -> Message {
         let mut state = session.0.state.lock();
-        if state.removed.is_some() {
+        if let Some(reason) = state.removed {
             let advice = reply.advice_mut();
-            advice.reconnect = Some(Reconnect::None);
             advice.timeout = None;
-            advice.interval = None;
+            if reason == RemoveReason::Shutdown {
+                // Come back later, to whichever instance serves then.
+                advice.reconnect = Some(Reconnect::Retry);
+                advice.interval = Some(self.inner.shutdown_interval_ms());
+            } else if reason == RemoveReason::QueueFull {
+                // It could not keep up: start over with a new session.
+                advice.reconnect = Some(Reconnect::Handshake);
+                advice.interval = Some(0);
+            } else {
+                advice.reconnect = Some(Reconnect::None);
+                advice.interval = None;
+            }
         } else {
             state.connected = true;
             if state.held.is_none() {
@@ -611,22 +646,28 @@ impl Bayeux {
         reply
     }
 
-    /// Parses the `subscription` field: every name valid and none a meta channel.
-    fn subscription_channels(message: &Message) -> Result<Vec<ChannelName>, ErrorCode> {
+    /// Parses the `subscription` field: every name valid and within the length limit.
+    fn subscription_channels(&self, message: &Message) -> Result<Vec<ChannelName>, ErrorCode> {
         let names = match &message.subscription {
             Some(subscription) if !subscription.names().is_empty() => subscription.names(),
             _ => return Err(ErrorCode::SubscriptionMissing),
         };
+        let max = self.inner.config.max_channel_length;
         names
             .iter()
-            .map(|name| ChannelName::new(name).map_err(|_| ErrorCode::SubscriptionInvalid))
+            .map(|name| {
+                Some(name)
+                    .filter(|name| name.len() <= max)
+                    .and_then(|name| ChannelName::new(name).ok())
+                    .ok_or(ErrorCode::SubscriptionInvalid)
+            })
             .collect()
     }
 
     async fn subscribe(&self, session: &ServerSession, message: &Message) -> Message {
         let mut reply = Message::reply_to(message);
         reply.subscription = message.subscription.clone();
-        let channels = match Self::subscription_channels(message) {
+        let channels = match self.subscription_channels(message) {
             Ok(channels) => channels,
             Err(error) => {
                 reply.fail(error);
@@ -655,6 +696,15 @@ impl Bayeux {
             let mut state = session.0.state.lock();
             if state.removed.is_some() {
                 return unknown_session(message);
+            }
+            let new = channels
+                .iter()
+                .filter(|c| !c.is_service() && !state.subscriptions.contains(*c))
+                .count();
+            if state.subscriptions.len() + new > self.inner.config.max_subscriptions_per_session {
+                drop(state);
+                reply.fail(ErrorCode::SubscriptionLimit);
+                return reply;
             }
             let mut table = self.inner.channels.write();
             // Service subscriptions succeed but are not recorded: service messages are never
@@ -688,7 +738,7 @@ impl Bayeux {
     fn unsubscribe(&self, session: &ServerSession, message: &Message) -> Message {
         let mut reply = Message::reply_to(message);
         reply.subscription = message.subscription.clone();
-        let channels = match Self::subscription_channels(message) {
+        let channels = match self.subscription_channels(message) {
             Ok(channels) => channels,
             Err(error) => {
                 reply.fail(error);
@@ -852,7 +902,7 @@ mod tests {
         for _ in 0..3 {
             ids.push(handshake(&bayeux, &connection).await.0);
         }
-        assert_eq!(bayeux.inner.browser_count(), 1);
+        assert_eq!(bayeux.stats().browsers, 1);
         let connect = |id: &str, timeout: i64| {
             message(
                 json!({"channel": "/meta/connect", "clientId": id, "advice": {"timeout": timeout}}),
@@ -874,7 +924,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(bayeux.session_count(), 0);
         assert_eq!(
-            bayeux.inner.browser_count(),
+            bayeux.stats().browsers,
             0,
             "no per-browser state left behind"
         );

@@ -1,6 +1,6 @@
 //! Server sessions: their message queues, held connects and lifecycle.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Weak};
@@ -15,6 +15,7 @@ use crate::protocol::{ChannelName, Message, meta};
 
 use super::event::RemoveReason;
 use super::extension::SessionExtensions;
+use super::queue::{Push, Queue, QueueLimits};
 use super::{BoxFuture, Error, Inner, IntoChannelName, ListenerId};
 
 /// A message ready to be written to a client: serialised once, shared by every recipient.
@@ -55,7 +56,7 @@ pub(crate) struct HeldSlot {
 }
 
 pub(crate) struct SessionState {
-    pub(crate) queue: VecDeque<Delivery>,
+    pub(crate) queue: Queue,
     pub(crate) subscriptions: HashSet<ChannelName>,
     pub(crate) held: Option<HeldSlot>,
     pub(crate) next_generation: u64,
@@ -70,17 +71,6 @@ pub(crate) struct SessionState {
     /// The websocket connection the session is bound to: deliveries are pushed to it at once
     /// instead of waking the held connect.
     pub(crate) push: Option<PushTarget>,
-    /// Acknowledged delivery, when the client negotiated it.
-    pub(crate) ack: Option<AckState>,
-}
-
-/// Acknowledged delivery: every connect reply closes a numbered batch of deliveries, and a
-/// batch is kept (and sent again) until a later connect acknowledges it.
-pub(crate) struct AckState {
-    /// The batch open now; numbers start at 1.
-    batch: u64,
-    /// Deliveries sent in batches not acknowledged yet, oldest first.
-    unacked: VecDeque<(u64, Delivery)>,
 }
 
 /// A connection that writes a session's deliveries as soon as they are queued.
@@ -117,7 +107,7 @@ impl SessionState {
         }
         match &self.push {
             // Acknowledged deliveries travel only on connect replies.
-            Some(target) if self.ack.is_none() => Flush::Push(target.notify.clone()),
+            Some(target) if !self.queue.ack_enabled() => Flush::Push(target.notify.clone()),
             _ => self.held.take().map_or(Flush::Nobody, Flush::Held),
         }
     }
@@ -165,13 +155,18 @@ impl std::hash::Hash for ServerSession {
 }
 
 impl ServerSession {
-    pub(crate) fn new(id: Arc<str>, browser: Option<Arc<str>>, engine: Weak<Inner>) -> Self {
+    pub(crate) fn new(
+        id: Arc<str>,
+        browser: Option<Arc<str>>,
+        engine: Weak<Inner>,
+        limits: QueueLimits,
+    ) -> Self {
         Self(Arc::new(SessionInner {
             id,
             browser,
             engine,
             state: Mutex::new(SessionState {
-                queue: VecDeque::new(),
+                queue: Queue::new(limits),
                 subscriptions: HashSet::new(),
                 held: None,
                 next_generation: 0,
@@ -180,7 +175,6 @@ impl ServerSession {
                 expire_at: None,
                 removed: None,
                 push: None,
-                ack: None,
             }),
             removed_listeners: Mutex::new(Vec::new()),
             extensions: SessionExtensions::default(),
@@ -205,8 +199,7 @@ impl ServerSession {
     /// How many messages wait to be sent to the client (with acknowledged delivery, sent ones
     /// not acknowledged yet included).
     pub fn queue_len(&self) -> usize {
-        let state = self.0.state.lock();
-        state.queue.len() + state.ack.as_ref().map_or(0, |ack| ack.unacked.len())
+        self.0.state.lock().queue.len()
     }
 
     /// Delivers `data` on `channel` to this session only, whatever its subscriptions (use it
@@ -228,7 +221,8 @@ impl ServerSession {
         if !engine.extend_outgoing(Some(self), None, &mut message).await {
             return Err(Error::MessageDeleted);
         }
-        if self.enqueue(Delivery::new(&message)) {
+        let push = self.enqueue(Delivery::new(&message));
+        if engine.queued(self, push).await {
             Ok(())
         } else {
             Err(removed())
@@ -251,7 +245,7 @@ impl ServerSession {
             }
             let mut message = Message::new(meta::DISCONNECT);
             message.successful = Some(true);
-            state.queue.push_back(Delivery::new(&message));
+            state.queue.push_unbounded(Delivery::new(&message));
         }
         engine
             .remove_session(self, RemoveReason::ServerDisconnected)
@@ -299,20 +293,20 @@ impl ServerSession {
             .collect()
     }
 
-    /// Queues a delivery and wakes whoever writes it (the websocket connection, or else the held
-    /// connect) unless a request of this session is being processed. Returns `false` if the
-    /// session is removed.
-    pub(crate) fn enqueue(&self, delivery: Delivery) -> bool {
-        let flush = {
+    /// Queues a delivery within the queue's bound and wakes whoever writes it (the websocket
+    /// connection, or else the held connect) unless a request of this session is being
+    /// processed. `None` if the session is removed.
+    pub(crate) fn enqueue(&self, delivery: Delivery) -> Option<Push> {
+        let (push, flush) = {
             let mut state = self.0.state.lock();
             if state.removed.is_some() {
-                return false;
+                return None;
             }
-            state.queue.push_back(delivery);
-            state.flush()
+            let push = state.queue.push(delivery);
+            (push, state.flush())
         };
         flush.send();
-        true
+        Some(push)
     }
 
     /// Binds the session to a websocket connection that writes its deliveries as they come.
@@ -349,63 +343,29 @@ impl ServerSession {
             .is_some_and(|p| p.connection == connection)
     }
 
-    /// Takes the deliveries that may ride on a response other than a connect reply: all of
-    /// them, unless deliveries are acknowledged (those travel only on connect replies).
+    /// Takes the deliveries that may ride on a response other than a connect reply.
     pub(crate) fn drain(&self) -> Vec<Delivery> {
-        let mut state = self.0.state.lock();
-        if state.ack.is_some() {
-            return Vec::new();
-        }
-        state.queue.drain(..).collect()
+        self.0.state.lock().queue.drain()
     }
 
-    /// Takes the deliveries for a connect reply. With acknowledged delivery, the queued ones join
-    /// the current batch, every unacknowledged batch is sent (again), and the batch number the
-    /// reply carries in `ext.ack` is returned.
+    /// Takes the deliveries of a connect reply, and the acknowledgement batch it closes.
     pub(crate) fn drain_for_connect(&self) -> (Vec<Delivery>, Option<u64>) {
-        let mut guard = self.0.state.lock();
-        let state = &mut *guard;
-        match &mut state.ack {
-            None => (state.queue.drain(..).collect(), None),
-            Some(ack) => {
-                let batch = ack.batch;
-                ack.batch += 1;
-                ack.unacked
-                    .extend(state.queue.drain(..).map(|delivery| (batch, delivery)));
-                let all = ack.unacked.iter().map(|(_, d)| d.clone()).collect();
-                (all, Some(batch))
-            }
-        }
+        self.0.state.lock().queue.drain_for_connect()
     }
 
     /// Turns acknowledged delivery on (the ack extension does, when the client asks for it).
     pub(crate) fn enable_ack(&self) {
-        self.0.state.lock().ack.get_or_insert(AckState {
-            batch: 1,
-            unacked: VecDeque::new(),
-        });
+        self.0.state.lock().queue.enable_ack();
     }
 
     /// Whether deliveries to this session are acknowledged.
     pub fn is_ack_enabled(&self) -> bool {
-        self.0.state.lock().ack.is_some()
+        self.0.state.lock().queue.ack_enabled()
     }
 
-    /// The client received every batch up to `batch`: forget them. Returns whether
-    /// unacknowledged deliveries remain with nothing new queued, so the connect carrying this
-    /// acknowledgement should return at once to send them again.
+    /// The client received every batch up to `batch`; see [`Queue::acknowledge`].
     pub(crate) fn acknowledge(&self, batch: u64) -> bool {
-        let mut state = self.0.state.lock();
-        let queue_empty = state.queue.is_empty();
-        match &mut state.ack {
-            Some(ack) => {
-                while ack.unacked.front().is_some_and(|(b, _)| *b <= batch) {
-                    ack.unacked.pop_front();
-                }
-                queue_empty && !ack.unacked.is_empty()
-            }
-            None => false,
-        }
+        self.0.state.lock().queue.acknowledge(batch)
     }
 
     /// Marks a request of this session as being processed until the guard is dropped.

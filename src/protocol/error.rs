@@ -35,6 +35,12 @@ pub enum ErrorCode {
     SubscribeDenied,
     /// `404::message_deleted`: a listener or an extension dropped the message.
     MessageDeleted,
+    /// `403::subscription_limit`: the session subscribes to as many channels as allowed.
+    SubscriptionLimit,
+    /// `403::too_many_sessions`: the server, or this browser, has as many sessions as allowed.
+    TooManySessions,
+    /// `503::shutting_down`: the server is shutting down and takes no new sessions.
+    ShuttingDown,
     /// `409::multiple_clients`: another session of the same browser holds the long-poll and
     /// the server is configured not to let the others poll.
     MultipleClients,
@@ -56,6 +62,9 @@ impl ErrorCode {
             Self::SubscribeDenied => "403::subscribe_denied",
             Self::MessageDeleted => "404::message_deleted",
             Self::MultipleClients => "409::multiple_clients",
+            Self::SubscriptionLimit => "403::subscription_limit",
+            Self::TooManySessions => "403::too_many_sessions",
+            Self::ShuttingDown => "503::shutting_down",
         }
     }
 
@@ -67,6 +76,7 @@ impl ErrorCode {
             Self::ChannelInvalid | Self::SubscriptionInvalid => 405,
             Self::MessageDeleted => 404,
             Self::MultipleClients => 409,
+            Self::ShuttingDown => 503,
             _ => 403,
         }
     }
@@ -103,6 +113,9 @@ mod tests {
             ErrorCode::SubscribeDenied,
             ErrorCode::MessageDeleted,
             ErrorCode::MultipleClients,
+            ErrorCode::SubscriptionLimit,
+            ErrorCode::TooManySessions,
+            ErrorCode::ShuttingDown,
         ] {
             let s = code.as_str();
             assert!(s.starts_with(&format!("{}::", code.code())), "{s}");

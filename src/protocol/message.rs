@@ -510,14 +510,61 @@ pub enum ParseError {
     /// The body is JSON but neither an object nor an array of objects.
     #[error("expected a JSON array of Bayeux messages")]
     NotMessages,
+    /// The batch holds more messages than allowed.
+    #[error("more than {0} messages in one request")]
+    TooManyMessages(usize),
+    /// One message is larger than allowed.
+    #[error("a message larger than {0} bytes")]
+    MessageTooLarge(usize),
+}
+
+/// Bounds on a batch of messages, checked while it is parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// The most messages in one batch.
+    pub max_messages: usize,
+    /// The largest message, in bytes of JSON.
+    pub max_message_size: usize,
+}
+
+impl ParseLimits {
+    /// No bounds beyond the body's own size.
+    pub const UNLIMITED: Self = Self {
+        max_messages: usize::MAX,
+        max_message_size: usize::MAX,
+    };
 }
 
 /// Parses a request body: a JSON array of messages, or a single message object.
 pub fn parse_messages(body: &[u8]) -> Result<Vec<Message>, ParseError> {
+    parse_messages_with(body, &ParseLimits::UNLIMITED)
+}
+
+/// Parses a request body within `limits`: messages are counted and measured one at a time, so
+/// an oversized batch is refused before it is all parsed.
+pub fn parse_messages_with(body: &[u8], limits: &ParseLimits) -> Result<Vec<Message>, ParseError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let messages = match first {
-        Some(b'[') => serde_json::from_slice::<Vec<Message>>(body)?,
-        Some(b'{') => vec![serde_json::from_slice::<Message>(body)?],
+        Some(b'[') => {
+            let exceeded = std::cell::Cell::new(None);
+            let seed = Batch {
+                limits,
+                exceeded: &exceeded,
+            };
+            let mut deserializer = serde_json::Deserializer::from_slice(body);
+            let parsed = de::DeserializeSeed::deserialize(seed, &mut deserializer)
+                .and_then(|messages| deserializer.end().map(|()| messages));
+            match (parsed, exceeded.take()) {
+                (_, Some(limit)) => return Err(limit),
+                (parsed, None) => parsed?,
+            }
+        }
+        Some(b'{') => {
+            if body.len() > limits.max_message_size {
+                return Err(ParseError::MessageTooLarge(limits.max_message_size));
+            }
+            vec![serde_json::from_slice::<Message>(body)?]
+        }
         Some(_) => {
             // Surface the JSON error for non-JSON bodies; otherwise it is valid JSON of the
             // wrong shape.
@@ -530,6 +577,48 @@ pub fn parse_messages(body: &[u8]) -> Result<Vec<Message>, ParseError> {
         return Err(ParseError::Empty);
     }
     Ok(messages)
+}
+
+/// Parses an array of messages one raw element at a time, within the limits; a limit that is
+/// exceeded is reported through `exceeded` (the JSON error only stops the parse).
+struct Batch<'a> {
+    limits: &'a ParseLimits,
+    exceeded: &'a std::cell::Cell<Option<ParseError>>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for Batch<'_> {
+    type Value = Vec<Message>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Batch<'_> {
+    type Value = Vec<Message>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of Bayeux messages")
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Message>, A::Error> {
+        let mut messages = Vec::new();
+        while let Some(raw) = seq.next_element::<&'de serde_json::value::RawValue>()? {
+            let limit = if messages.len() >= self.limits.max_messages {
+                Some(ParseError::TooManyMessages(self.limits.max_messages))
+            } else if raw.get().len() > self.limits.max_message_size {
+                Some(ParseError::MessageTooLarge(self.limits.max_message_size))
+            } else {
+                None
+            };
+            if let Some(limit) = limit {
+                self.exceeded.set(Some(limit));
+                return Err(de::Error::custom("limit exceeded"));
+            }
+            messages.push(serde_json::from_str::<Message>(raw.get()).map_err(de::Error::custom)?);
+        }
+        Ok(messages)
+    }
 }
 
 #[cfg(test)]
@@ -607,6 +696,37 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn limits_are_checked_per_message() {
+        let limits = ParseLimits {
+            max_messages: 2,
+            max_message_size: 40,
+        };
+        let ok = br#"[{"channel":"/a"},{"channel":"/b"}]"#;
+        assert_eq!(parse_messages_with(ok, &limits).unwrap().len(), 2);
+        let three = br#"[{"channel":"/a"},{"channel":"/b"},{"channel":"/c"}]"#;
+        assert!(matches!(
+            parse_messages_with(three, &limits),
+            Err(ParseError::TooManyMessages(2))
+        ));
+        let big = br#"[{"channel":"/a","data":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}]"#;
+        assert!(matches!(
+            parse_messages_with(big, &limits),
+            Err(ParseError::MessageTooLarge(40))
+        ));
+        let single = br#"{"channel":"/a","data":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#;
+        assert!(matches!(
+            parse_messages_with(single, &limits),
+            Err(ParseError::MessageTooLarge(40))
+        ));
+        // Wrong types are still JSON errors, and trailing garbage is refused.
+        assert!(matches!(
+            parse_messages_with(br#"[{"channel":5}]"#, &limits),
+            Err(ParseError::Json(_))
+        ));
+        assert!(parse_messages_with(br#"[{"channel":"/a"}] x"#, &limits).is_err());
     }
 
     #[test]

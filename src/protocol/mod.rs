@@ -10,7 +10,8 @@ pub(crate) use channel::meta;
 pub use channel::{ChannelKind, ChannelName, InvalidChannel, Wildcard};
 pub use error::ErrorCode;
 pub use message::{
-    Advice, Message, MessageId, ParseError, Reconnect, Subscription, parse_messages,
+    Advice, Message, MessageId, ParseError, ParseLimits, Reconnect, Subscription, parse_messages,
+    parse_messages_with,
 };
 
 /// The Bayeux protocol version this crate speaks.

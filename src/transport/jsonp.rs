@@ -7,7 +7,7 @@ use http_body_util::Full;
 
 use crate::engine::Bayeux;
 use crate::engine::process::TransportKind;
-use crate::protocol::{Message, parse_messages};
+use crate::protocol::{Message, ParseError, ParseLimits, parse_messages_with};
 
 use super::error_response;
 use super::http::{Encoding, respond};
@@ -44,6 +44,7 @@ pub(crate) fn valid_callback(name: &str) -> bool {
 enum QueryError {
     TooLarge,
     Bad(String),
+    Unparsable(ParseError),
 }
 
 impl QueryError {
@@ -51,6 +52,7 @@ impl QueryError {
         match self {
             Self::TooLarge => super::too_large(limit),
             Self::Bad(message) => error_response(StatusCode::BAD_REQUEST, &message),
+            Self::Unparsable(error) => super::unparsable(&error),
         }
     }
 }
@@ -60,7 +62,11 @@ fn bad_request(message: &str) -> QueryError {
 }
 
 /// The callback and the messages of a request.
-fn parse_query(query: &str, limit: usize) -> Result<(String, Vec<Message>), QueryError> {
+fn parse_query(
+    query: &str,
+    limit: usize,
+    limits: &ParseLimits,
+) -> Result<(String, Vec<Message>), QueryError> {
     let mut callback = None;
     let mut messages = Vec::new();
     let mut size = 0;
@@ -74,9 +80,14 @@ fn parse_query(query: &str, limit: usize) -> Result<(String, Vec<Message>), Quer
             if size > limit {
                 return Err(QueryError::TooLarge);
             }
-            match parse_messages(value.as_bytes()) {
+            match parse_messages_with(value.as_bytes(), limits) {
                 Ok(parsed) => messages.extend(parsed),
-                Err(err) => return Err(bad_request(&err.to_string())),
+                Err(err) => return Err(QueryError::Unparsable(err)),
+            }
+            if messages.len() > limits.max_messages {
+                return Err(QueryError::Unparsable(ParseError::TooManyMessages(
+                    limits.max_messages,
+                )));
             }
         }
     }
@@ -120,10 +131,11 @@ fn script(callback: &str, array: &[u8]) -> Bytes {
 /// Serves a callback-polling `GET`.
 pub(crate) async fn serve<B>(bayeux: Bayeux, request: Request<B>) -> Response<Full<Bytes>> {
     let query = request.uri().query().unwrap_or_default();
-    let (callback, messages) = match parse_query(query, bayeux.max_body_size()) {
-        Ok(parsed) => parsed,
-        Err(error) => return error.response(bayeux.max_body_size()),
-    };
+    let (callback, messages) =
+        match parse_query(query, bayeux.max_body_size(), &bayeux.parse_limits()) {
+            Ok(parsed) => parsed,
+            Err(error) => return error.response(bayeux.max_body_size()),
+        };
     let (parts, _body) = request.into_parts();
     let encoding = Encoding {
         content_type: "text/javascript;charset=UTF-8",
@@ -189,6 +201,7 @@ mod tests {
         let ok = parse_query(
             "jsonp=cb&message=%5B%7B%22channel%22%3A%22%2Fa%22%7D%5D",
             1024,
+            &ParseLimits::UNLIMITED,
         );
         let (callback, messages) = ok.unwrap();
         assert_eq!(callback, "cb");
@@ -196,6 +209,7 @@ mod tests {
         let two = parse_query(
             "jsonp=cb&message=%7B%22channel%22%3A%22%2Fa%22%7D&message=%5B%7B%22channel%22%3A%22%2Fb%22%7D%5D",
             1024,
+            &ParseLimits::UNLIMITED,
         )
         .unwrap();
         assert_eq!(
@@ -214,7 +228,9 @@ mod tests {
                 StatusCode::PAYLOAD_TOO_LARGE,
             ),
         ] {
-            let response = parse_query(query, 20).unwrap_err().response(20);
+            let response = parse_query(query, 20, &ParseLimits::UNLIMITED)
+                .unwrap_err()
+                .response(20);
             assert_eq!(response.status(), status, "{query}");
         }
     }

@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use crate::BoxError;
 use crate::engine::Bayeux;
 use crate::engine::process::TransportKind;
-use crate::protocol::parse_messages;
+use crate::protocol::parse_messages_with;
 
 use super::error_response;
 use super::http::{Encoding, respond};
@@ -39,9 +39,9 @@ where
             );
         }
     };
-    let messages = match parse_messages(&body) {
+    let messages = match parse_messages_with(&body, &bayeux.parse_limits()) {
         Ok(messages) => messages,
-        Err(err) => return error_response(StatusCode::BAD_REQUEST, &err.to_string()),
+        Err(err) => return super::unparsable(&err),
     };
     let encoding = Encoding {
         content_type: "application/json;charset=UTF-8",

@@ -82,6 +82,18 @@ fn allow(bayeux: &Bayeux) -> HeaderValue {
     }
 }
 
+/// The response refusing a body that is not a batch of messages within the limits.
+fn unparsable(error: &crate::protocol::ParseError) -> Response<Full<Bytes>> {
+    use crate::protocol::ParseError;
+    let status = match error {
+        ParseError::TooManyMessages(_) | ParseError::MessageTooLarge(_) => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error_response(status, &error.to_string())
+}
+
 fn too_large(limit: usize) -> Response<Full<Bytes>> {
     error_response(
         StatusCode::PAYLOAD_TOO_LARGE,

@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::{Message as Frame, Utf8Bytes};
 use crate::context::RequestContext;
 use crate::engine::process::{ConnectEnd, Connection, TransportKind};
 use crate::engine::{Bayeux, ServerSession};
-use crate::protocol::parse_messages;
+use crate::protocol::{ParseError, parse_messages_with};
 
 use super::{ArrayWriter, error_response};
 
@@ -174,7 +174,20 @@ where
     async fn run(mut self) {
         let idle = self.bayeux.inner.config.websocket_idle_timeout();
         let mut deadline = Instant::now() + idle;
+        let mut shutdown = self.bayeux.inner.shutdown.subscribe();
         let close = loop {
+            if *shutdown.borrow_and_update() {
+                // The shutdown answered the held connect and left what is queued: send both.
+                if let Some(ended) = self.held.take().and_then(|held| held.now_or_never())
+                    && let ConnectEnd::Reply { queued, reply } = ended
+                {
+                    let mut frame = ArrayWriter::new(&queued, 1);
+                    frame.deliveries(&queued).messages(reply.as_slice());
+                    let _ = self.send_frame(frame).await;
+                }
+                let _ = self.push().await;
+                break Close::With(CloseCode::Away, "server shutting down");
+            }
             let step = tokio::select! {
                 biased;
                 end = async { self.held.as_mut().expect("guarded").await }, if self.held.is_some() => {
@@ -195,6 +208,7 @@ where
                     self.receive(incoming).await
                 }
                 () = tokio::time::sleep_until(deadline) => Err(Close::With(CloseCode::Away, "idle")),
+                _ = shutdown.changed() => Ok(()),
             };
             if let Err(close) = step {
                 break close;
@@ -237,11 +251,17 @@ where
 
     /// Processes one frame's batch and writes its reply.
     async fn batch(&mut self, text: &[u8]) -> Result<(), Close> {
-        let Ok(messages) = parse_messages(text) else {
-            return Err(Close::With(
-                CloseCode::Invalid,
-                "expected a JSON array of Bayeux messages",
-            ));
+        let messages = match parse_messages_with(text, &self.bayeux.parse_limits()) {
+            Ok(messages) => messages,
+            Err(ParseError::TooManyMessages(_) | ParseError::MessageTooLarge(_)) => {
+                return Err(Close::With(CloseCode::Size, "batch over the limits"));
+            }
+            Err(_) => {
+                return Err(Close::With(
+                    CloseCode::Invalid,
+                    "expected a JSON array of Bayeux messages",
+                ));
+            }
         };
         let outcome = match self
             .context

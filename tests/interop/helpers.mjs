@@ -557,3 +557,361 @@ async function startServerOnce(port, ms) {
         },
     };
 }
+
+// ---------------------------------------------------------------------------------------------
+// TCP proxy that understands enough of the wire to record and cut Bayeux exchanges
+
+/**
+ * Incremental parser of one direction of a proxied connection: HTTP/1.1 messages (requests or
+ * responses; bodies by Content-Length, chunked, or until close) and, after a `101` upgrade,
+ * WebSocket frames. Calls `onUnit(unit)` for every complete unit; `unit.raw` holds its bytes.
+ */
+class WireParser {
+    /** "http", or "ws" once a `101` response went by (switches the other direction too). */
+    mode = "http";
+    /** The parser of the other direction of the same connection. */
+    peer = null;
+    #buffer = Buffer.alloc(0);
+    #fragments = [];
+    #fragmentOpcode = 0;
+
+    constructor(isResponse, onUnit) {
+        this.isResponse = isResponse;
+        this.onUnit = onUnit;
+    }
+
+    push(chunk) {
+        this.#buffer = this.#buffer.length ? Buffer.concat([this.#buffer, chunk]) : chunk;
+        for (;;) {
+            const consumed = this.mode === "ws" ? this.#parseFrame() : this.#parseHttp(false);
+            if (consumed === 0) {
+                return;
+            }
+        }
+    }
+
+    /** The peer closed: a response delimited by the end of the connection is complete. */
+    end() {
+        if (this.mode === "http" && this.#buffer.length > 0) {
+            this.#parseHttp(true);
+        }
+    }
+
+    /** Bytes received but not yet part of a complete unit. */
+    get pending() {
+        return this.#buffer;
+    }
+
+    #parseHttp(atEof) {
+        const buffer = this.#buffer;
+        const headEnd = buffer.indexOf("\r\n\r\n");
+        if (headEnd < 0) {
+            return 0;
+        }
+        const head = buffer.subarray(0, headEnd).toString("latin1");
+        const [startLine, ...headerLines] = head.split("\r\n");
+        const headers = {};
+        for (const line of headerLines) {
+            const colon = line.indexOf(":");
+            if (colon > 0) {
+                headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+            }
+        }
+        const unit = {kind: this.isResponse ? "http-response" : "http-request", headers};
+        if (this.isResponse) {
+            unit.status = Number(startLine.split(" ")[1]);
+        } else {
+            [unit.method, unit.path] = startLine.split(" ");
+        }
+        let offset = headEnd + 4;
+        let body;
+        const noBody = this.isResponse
+            ? (unit.status >= 100 && unit.status < 200) || unit.status === 204 || unit.status === 304
+            : false;
+        if (noBody) {
+            body = Buffer.alloc(0);
+        } else if (/chunked/i.test(headers["transfer-encoding"] || "")) {
+            const parts = [];
+            for (;;) {
+                const lineEnd = buffer.indexOf("\r\n", offset);
+                if (lineEnd < 0) {
+                    return 0;
+                }
+                const size = parseInt(buffer.subarray(offset, lineEnd).toString("latin1"), 16);
+                if (size === 0) {
+                    // The last chunk, optional trailers, then an empty line.
+                    const trailerEnd = buffer.indexOf("\r\n\r\n", lineEnd);
+                    if (trailerEnd < 0) {
+                        return 0;
+                    }
+                    offset = trailerEnd + 4;
+                    break;
+                }
+                if (buffer.length < lineEnd + 2 + size + 2) {
+                    return 0;
+                }
+                parts.push(buffer.subarray(lineEnd + 2, lineEnd + 2 + size));
+                offset = lineEnd + 2 + size + 2;
+            }
+            body = Buffer.concat(parts);
+        } else if (headers["content-length"] !== undefined) {
+            const length = Number(headers["content-length"]);
+            if (buffer.length < offset + length) {
+                return 0;
+            }
+            body = buffer.subarray(offset, offset + length);
+            offset += length;
+        } else if (!this.isResponse || unit.status === 101) {
+            body = Buffer.alloc(0);
+        } else {
+            // Delimited by the end of the connection.
+            if (!atEof) {
+                return 0;
+            }
+            body = buffer.subarray(offset);
+            offset = buffer.length;
+        }
+        unit.raw = buffer.subarray(0, offset);
+        unit.text = body.toString("utf8");
+        unit.messages = parseJson(unit.text);
+        this.#buffer = buffer.subarray(offset);
+        if (this.isResponse && unit.status === 101) {
+            this.mode = "ws";
+            if (this.peer) {
+                this.peer.mode = "ws";
+            }
+        }
+        this.onUnit(unit);
+        return offset;
+    }
+
+    #parseFrame() {
+        const buffer = this.#buffer;
+        if (buffer.length < 2) {
+            return 0;
+        }
+        const fin = (buffer[0] & 0x80) !== 0;
+        const compressed = (buffer[0] & 0x40) !== 0;
+        const opcode = buffer[0] & 0x0f;
+        const masked = (buffer[1] & 0x80) !== 0;
+        let length = buffer[1] & 0x7f;
+        let offset = 2;
+        if (length === 126) {
+            if (buffer.length < 4) {
+                return 0;
+            }
+            length = buffer.readUInt16BE(2);
+            offset = 4;
+        } else if (length === 127) {
+            if (buffer.length < 10) {
+                return 0;
+            }
+            length = Number(buffer.readBigUInt64BE(2));
+            offset = 10;
+        }
+        let mask = null;
+        if (masked) {
+            if (buffer.length < offset + 4) {
+                return 0;
+            }
+            mask = buffer.subarray(offset, offset + 4);
+            offset += 4;
+        }
+        if (buffer.length < offset + length) {
+            return 0;
+        }
+        let payload = Buffer.from(buffer.subarray(offset, offset + length));
+        if (mask) {
+            for (let i = 0; i < payload.length; ++i) {
+                payload[i] ^= mask[i & 3];
+            }
+        }
+        const end = offset + length;
+        const unit = {kind: "ws", opcode, fin, compressed, raw: buffer.subarray(0, end)};
+        this.#buffer = buffer.subarray(end);
+        if (opcode === 0 || ((opcode === 1 || opcode === 2) && !fin)) {
+            // A fragmented message: log it once complete, on its last frame.
+            if (opcode !== 0) {
+                this.#fragmentOpcode = opcode;
+                this.#fragments = [];
+            }
+            this.#fragments.push(payload);
+            if (!fin) {
+                unit.fragment = true;
+                this.onUnit(unit);
+                return end;
+            }
+            payload = Buffer.concat(this.#fragments);
+            unit.opcode = this.#fragmentOpcode;
+            this.#fragments = [];
+        }
+        if (unit.opcode === 1 || unit.opcode === 2) {
+            unit.text = compressed ? null : payload.toString("utf8");
+            unit.messages = unit.text === null ? undefined : parseJson(unit.text);
+        } else if (unit.opcode === 8) {
+            unit.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : undefined;
+        }
+        this.onUnit(unit);
+        return end;
+    }
+}
+
+function parseJson(text) {
+    if (!text) {
+        return undefined;
+    }
+    try {
+        return JSON.parse(text);
+    } catch {
+        return undefined;
+    }
+}
+
+/**
+ * Starts a TCP proxy on 127.0.0.1 (a free port) forwarding to the host and port of `targetUrl`
+ * (default COMETD_URL). Client→server bytes are forwarded as they come; server→client bytes are
+ * forwarded one complete unit (HTTP response, WebSocket frame) at a time, so a unit can be
+ * dropped whole. Every unit of both directions is recorded in `proxy.log`, in the order the
+ * proxy saw them complete:
+ * `{seq, conn, dir: "c2s"|"s2c", kind: "http-request"|"http-response"|"ws", method, path,
+ *   status, opcode, text, messages (parsed JSON body/payload, if any), dropped, at}`.
+ *
+ * Resolves with the proxy:
+ * - `url`: `targetUrl` with the proxy's host and port; `port`;
+ * - `log`, `cuts` (the dropped units), `connections` (how many were accepted);
+ * - `cutNext(predicate, times = 1)`: arms a cut: the next `times` server→client units for
+ *   which `predicate(unit)` holds are not forwarded; instead both sockets of that connection
+ *   are destroyed (as if the network failed while the unit was in flight). Returns the arming,
+ *   `{remaining, done (promise resolving with the cut units once all happened)}`;
+ * - `on("cut", (unit) => …)`: called right after each cut;
+ * - `severAll()`: destroys every live connection now;
+ * - `close()`: stops listening and severs everything.
+ */
+export async function startProxy(targetUrl = COMETD_URL) {
+    const target = new URL(targetUrl);
+    const targetPort = Number(target.port || 80);
+    const targetHost = target.hostname;
+    const live = new Set();
+    const cutListeners = [];
+    const armings = [];
+    let seq = 0;
+    let connections = 0;
+
+    const proxy = {
+        url: "",
+        port: 0,
+        log: [],
+        cuts: [],
+        get connections() {
+            return connections;
+        },
+        cutNext(predicate, times = 1) {
+            let resolve;
+            const done = new Promise((r) => {
+                resolve = r;
+            });
+            const arming = {predicate, remaining: times, units: [], done, resolve};
+            armings.push(arming);
+            return arming;
+        },
+        on(event, listener) {
+            assert.equal(event, "cut");
+            cutListeners.push(listener);
+        },
+        severAll() {
+            for (const pair of [...live]) {
+                pair.destroy();
+            }
+        },
+        async close() {
+            server.close();
+            proxy.severAll();
+            await once(server, "close").catch(() => {});
+        },
+    };
+
+    const server = net.createServer((client) => {
+        const conn = ++connections;
+        const upstream = net.connect(targetPort, targetHost);
+        client.setNoDelay(true);
+        upstream.setNoDelay(true);
+        let closed = false;
+        const pair = {
+            destroy() {
+                if (!closed) {
+                    closed = true;
+                    live.delete(pair);
+                }
+                client.destroy();
+                upstream.destroy();
+            },
+        };
+        live.add(pair);
+        const record = (dir, unit) => {
+            const entry = {seq: ++seq, conn, dir, ...unit, dropped: false, at: Date.now()};
+            delete entry.raw;
+            delete entry.headers;
+            proxy.log.push(entry);
+            return entry;
+        };
+
+        const requests = new WireParser(false, (unit) => record("c2s", unit));
+        const responses = new WireParser(true, (unit) => {
+            const entry = record("s2c", unit);
+            if (!closed) {
+                const arming = armings.find((a) => a.remaining > 0 && a.predicate(entry));
+                if (arming) {
+                    entry.dropped = true;
+                    arming.remaining -= 1;
+                    arming.units.push(entry);
+                    proxy.cuts.push(entry);
+                    pair.destroy();
+                    if (arming.remaining === 0) {
+                        armings.splice(armings.indexOf(arming), 1);
+                        arming.resolve(arming.units);
+                    }
+                    for (const listener of cutListeners) {
+                        listener(entry);
+                    }
+                    return;
+                }
+                client.write(unit.raw);
+            }
+        });
+        responses.peer = requests;
+
+        client.on("data", (chunk) => {
+            requests.push(chunk);
+            if (!closed) {
+                upstream.write(chunk);
+            }
+        });
+        upstream.on("data", (chunk) => {
+            if (!closed) {
+                responses.push(chunk);
+            }
+        });
+        client.on("end", () => upstream.end());
+        upstream.on("end", () => {
+            responses.end();
+            if (!closed && responses.pending.length > 0) {
+                // Whatever the parser could not frame goes through as it is.
+                client.write(responses.pending);
+            }
+            client.end();
+        });
+        const onClose = () => pair.destroy();
+        client.on("close", onClose);
+        upstream.on("close", onClose);
+        client.on("error", () => {});
+        upstream.on("error", () => {});
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    proxy.port = server.address().port;
+    const url = new URL(targetUrl);
+    url.hostname = "127.0.0.1";
+    url.port = String(proxy.port);
+    proxy.url = url.toString();
+    return proxy;
+}
