@@ -1,5 +1,6 @@
-//! Engine micro-benchmarks: message parsing and serialisation, wildcard lookup, and the cost of
-//! one publish fanned out to N subscribers.
+//! Engine micro-benchmarks: message parsing and serialisation, wildcard lookup, the cost of one
+//! publish fanned out to N subscribers, and a connect reply carrying queued messages. Time and
+//! allocations per iteration are printed.
 //!
 //! ```text
 //! cargo bench --bench engine
@@ -13,6 +14,9 @@ use serde_json::json;
 use tower::ServiceExt;
 use tower_bayeux::protocol::parse_messages;
 use tower_bayeux::{Bayeux, BayeuxService, ChannelName, Message};
+
+#[global_allocator]
+static ALLOC: divan::AllocProfiler = divan::AllocProfiler::system();
 
 fn main() {
     divan::main();
@@ -77,6 +81,7 @@ fn engine_with_subscribers(n: usize) -> Bayeux {
     runtime().block_on(async {
         let bayeux = Bayeux::builder()
             .max_sessions_per_browser(None)
+            .max_sessions_per_cookie(None)
             .max_interval(std::time::Duration::from_secs(3600))
             .build();
         let handshake = json!([{"channel": "/meta/handshake", "version": "1.0"}]).to_string();
@@ -107,4 +112,48 @@ fn publish_fan_out(bencher: divan::Bencher, n: usize) {
                 .block_on(bayeux.publish("/room", data.clone()))
                 .unwrap();
         });
+}
+
+/// A long-polling `/meta/connect` answered with `n` queued messages: drain, join the shared
+/// pieces, write the HTTP response.
+#[divan::bench(args = [1, 100], sample_count = 50, sample_size = 20)]
+fn connect_reply_with_queued_messages(bencher: divan::Bencher, n: usize) {
+    let bayeux = engine_with_subscribers(0);
+    let (cookie, client_id) = runtime().block_on(async {
+        let handshake = json!([{"channel": "/meta/handshake", "version": "1.0"}]).to_string();
+        let (cookie, reply) = post(&bayeux, None, handshake).await;
+        let client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
+        let cookie = cookie.unwrap();
+        let subscribe =
+            json!([{"channel": "/meta/subscribe", "subscription": "/room", "clientId": client_id}]);
+        post(&bayeux, Some(&cookie), subscribe.to_string()).await;
+        (cookie, client_id)
+    });
+    let connect =
+        json!([{"channel": "/meta/connect", "clientId": client_id, "advice": {"timeout": 0}}])
+            .to_string();
+    let data =
+        json!({"user": "alice", "text": "Lorem ipsum dolor sit amet, consectetur adipiscing."});
+    bencher
+        .with_inputs(|| {
+            runtime().block_on(async {
+                for _ in 0..n {
+                    bayeux.publish("/room", data.clone()).await.unwrap();
+                }
+            })
+        })
+        .bench_values(|()| runtime().block_on(post_raw(&bayeux, &cookie, connect.clone())));
+}
+
+/// A POST whose response body is collected but not parsed.
+async fn post_raw(bayeux: &Bayeux, cookie: &str, body: String) -> Bytes {
+    let request = http::Request::post("/cometd")
+        .header("cookie", cookie)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = BayeuxService::new(bayeux.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    response.into_body().collect().await.unwrap().to_bytes()
 }

@@ -1,0 +1,106 @@
+//! Heap bytes per idle session: live heap before and after creating sessions that handshake,
+//! subscribe to a channel and send one connect, as a long-polling client does before it idles.
+//!
+//! ```text
+//! cargo bench --bench memory
+//! ```
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::json;
+use tower::ServiceExt;
+use tower_bayeux::{Bayeux, BayeuxService};
+
+/// Counts live heap bytes.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is kept.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's pointer and layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: forwarded with the caller's arguments.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+async fn post(
+    bayeux: &Bayeux,
+    cookie: Option<&str>,
+    body: String,
+) -> (Option<String>, serde_json::Value) {
+    let mut request = http::Request::post("/cometd");
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = BayeuxService::new(bayeux.clone())
+        .oneshot(request.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (cookie, serde_json::from_slice(&body).unwrap())
+}
+
+async fn idle_session(bayeux: &Bayeux, room: usize) {
+    let handshake = json!([{"channel": "/meta/handshake", "version": "1.0"}]).to_string();
+    let (cookie, reply) = post(bayeux, None, handshake).await;
+    let cookie = cookie.unwrap();
+    let id = reply[0]["clientId"].as_str().unwrap().to_owned();
+    let subscribe = json!([{"channel": "/meta/subscribe", "subscription": format!("/room/{room}"), "clientId": id}]);
+    post(bayeux, Some(&cookie), subscribe.to_string()).await;
+    let connect = json!([{"channel": "/meta/connect", "clientId": id, "advice": {"timeout": 0}}]);
+    post(bayeux, Some(&cookie), connect.to_string()).await;
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for sessions in [1_000, 10_000, 100_000] {
+            let bayeux = Bayeux::builder()
+                .max_interval(std::time::Duration::from_secs(3600))
+                .build();
+            // Warm up the engine's own tables before measuring.
+            idle_session(&bayeux, 0).await;
+            let before = LIVE.load(Ordering::Relaxed);
+            for i in 0..sessions {
+                idle_session(&bayeux, i % 100).await;
+            }
+            let after = LIVE.load(Ordering::Relaxed);
+            let per_session = (after - before) as f64 / sessions as f64;
+            println!(
+                "{sessions:>7} idle sessions (own cookie, one subscription, 100 rooms): \
+                 {:>8.1} MiB live heap, {per_session:>6.0} bytes per session",
+                (after - before) as f64 / (1024.0 * 1024.0)
+            );
+        }
+    });
+}
