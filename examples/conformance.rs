@@ -8,6 +8,7 @@
 //! browser: all the clients of a Node process share one cookie jar), with:
 //! - `/service/echo`: data published there comes back to the sender only, on `/service/echo`;
 //! - `/service/publish`: data `{channel, data}` is published server-side to `channel`;
+//! - `/service/call`: answers a client's `remoteCall` with `{echo: data}` in the reply;
 //! - `/service/whoami`: answers on `/service/whoami` with the `User-Agent` and `X-Test-Header`
 //!   of the HTTP request that carried the message, read through the request context;
 //! - the ack and timesync extensions (inert for clients that do not ask for them);
@@ -105,6 +106,14 @@ fn services(bayeux: &Bayeux) -> Result<(), tower_bayeux::Error> {
                 }
                 event.proceed()
             }
+        });
+
+    // A remote call (`cometd.remoteCall("call", data, ...)`): the reply carries the answer.
+    bayeux
+        .channel("/service/call")?
+        .add_listener(|mut event| async move {
+            event.reply_mut().data = Some(json!({"echo": event.data().clone()}));
+            event.proceed()
         });
 
     bayeux

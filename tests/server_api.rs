@@ -135,8 +135,16 @@ async fn listeners_edit_the_broadcast_and_the_reply() {
         reply[0],
         json!({"channel": "/edited", "data": {"wrapped": 5}})
     );
-    assert_eq!(reply[1]["data"], "receipt");
-    assert_eq!(reply[1]["ext"], json!({"seen": true}));
+    // A reply with data goes out as the data, carrying the request's id, then the plain reply.
+    let id = reply[2]["id"].clone();
+    assert_eq!(
+        reply[1],
+        json!({"id": id, "channel": "/edited", "successful": true, "data": "receipt"})
+    );
+    assert_eq!(
+        reply[2],
+        json!({"id": id, "channel": "/edited", "successful": true, "ext": {"seen": true}})
+    );
     let reply = client.publish("/refused", json!(5)).await;
     assert_eq!(
         reply[0]["error"], "403::custom",

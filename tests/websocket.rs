@@ -640,3 +640,28 @@ async fn shutdown_answers_the_held_connect_then_closes_the_socket() {
     assert_eq!(socket.closed().await, Some(CloseCode::Away));
     socket.server.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_remote_call_answer_and_its_reply_are_both_recognisable() {
+    let bayeux = engine();
+    bayeux
+        .channel("/service/call")
+        .unwrap()
+        .add_listener(|mut event| async move {
+            event.reply_mut().data = Some(json!({"echo": event.data().clone()}));
+            event.proceed()
+        });
+    let mut socket = Socket::connected(&bayeux).await;
+    let reply = socket
+        .call(json!({"id": "42", "channel": "/service/call", "data": "ping"}))
+        .await;
+    // The answer first (a message with data and the call's id completes the client's
+    // remoteCall), then the reply without data (which the websocket client matches by id).
+    assert_eq!(
+        reply,
+        vec![
+            json!({"id": "42", "channel": "/service/call", "successful": true, "data": {"echo": "ping"}}),
+            json!({"id": "42", "channel": "/service/call", "successful": true}),
+        ]
+    );
+}

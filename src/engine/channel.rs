@@ -177,7 +177,9 @@ impl MessageEvent {
         &self.reply
     }
 
-    /// The reply, to edit (add `data` for a remote call, `ext`, or fail it).
+    /// The reply, to edit (add `ext`, fail it, or set `data` to answer a client's
+    /// `remoteCall`: a reply with data is sent as a message carrying the request's `id` and the
+    /// data, followed by the plain reply, which is what the CometD clients expect).
     pub fn reply_mut(&mut self) -> &mut Message {
         &mut self.reply
     }

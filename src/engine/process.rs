@@ -277,6 +277,19 @@ impl Bayeux {
                 .extend_outgoing(owner.as_ref(), request.as_ref(), &mut reply)
                 .await
             {
+                // A publish reply carrying data (a remote call's answer) goes out as the CometD
+                // servers send it: the data in a message of its own with the request's id, then
+                // the plain reply. The websocket client takes a message with data for a delivery,
+                // so a reply with data would never be matched to its request.
+                if !reply.channel.starts_with("/meta/") && reply.data.is_some() {
+                    replies.push(Message {
+                        id: reply.id.clone(),
+                        channel: reply.channel.clone(),
+                        successful: reply.successful,
+                        data: reply.data.take(),
+                        ..Message::default()
+                    });
+                }
                 replies.push(reply);
             }
         }
