@@ -497,6 +497,10 @@ impl Inner {
     /// Claims a long-poll for `session` within its browser's limit. A session that already
     /// holds one keeps its place (its new connect displaces the old).
     pub(crate) fn try_hold(&self, browser: &Arc<str>, session: &Arc<str>, generation: u64) -> bool {
+        if self.config.max_sessions_per_browser.is_none() {
+            // Nothing to count: keep the shared lock off the connect path.
+            return true;
+        }
         let mut browsers = self.browsers.lock();
         let entry = browsers.entry(browser.clone()).or_default();
         if let Some(held) = entry.holding.iter_mut().find(|(id, _)| id == session) {
@@ -514,6 +518,9 @@ impl Inner {
 
     /// Releases the long-poll claimed by connect `generation` of `session`, if still its own.
     pub(crate) fn release_hold(&self, browser: &Arc<str>, session: &Arc<str>, generation: u64) {
+        if self.config.max_sessions_per_browser.is_none() {
+            return;
+        }
         let mut browsers = self.browsers.lock();
         if let Some(entry) = browsers.get_mut(browser) {
             entry

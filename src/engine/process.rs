@@ -463,37 +463,36 @@ impl Bayeux {
             match &self.inner.config.policy {
                 Some(policy) if !policy.can_handshake(&session, &message).await => {
                     tracing::debug!("handshake denied by the security policy");
-                    Some((ErrorCode::HandshakeDenied, Some(Reconnect::None)))
+                    let advice = Advice {
+                        reconnect: Some(Reconnect::None),
+                        ..Advice::default()
+                    };
+                    Some((ErrorCode::HandshakeDenied, Some(advice)))
                 }
                 _ => None,
             }
         };
-        if let Some((error, reconnect)) = refused {
-            reply.fail(error);
-            if let Some(reconnect) = reconnect {
-                reply.advice = Some(Advice {
-                    reconnect: Some(reconnect),
-                    ..Advice::default()
-                });
+        let refused = match refused {
+            Some(refused) => Some(refused),
+            None => {
+                self.ensure_sweeper();
+                session.0.state.lock().expire_at = Some(self.inner.expiry_from(Instant::now()));
+                self.inner.register(&session).err().map(|error| {
+                    // Full: try again once sessions had time to expire.
+                    let retry_in = i64::try_from(self.inner.config.max_interval.as_millis())
+                        .unwrap_or(i64::MAX);
+                    let advice = Advice {
+                        reconnect: Some(Reconnect::Handshake),
+                        interval: Some(retry_in),
+                        ..Advice::default()
+                    };
+                    (error, Some(advice))
+                })
             }
-            let kept = self
-                .inner
-                .extend_outgoing(Some(&session), Some(&message), &mut reply)
-                .await;
-            return (None, kept.then_some(reply), None);
-        }
-
-        self.ensure_sweeper();
-        session.0.state.lock().expire_at = Some(self.inner.expiry_from(Instant::now()));
-        if let Err(error) = self.inner.register(&session) {
+        };
+        if let Some((error, advice)) = refused {
             reply.fail(error);
-            let retry_in =
-                i64::try_from(self.inner.config.max_interval.as_millis()).unwrap_or(i64::MAX);
-            reply.advice = Some(Advice {
-                reconnect: Some(Reconnect::Handshake),
-                interval: Some(retry_in),
-                ..Advice::default()
-            });
+            reply.advice = advice;
             let kept = self
                 .inner
                 .extend_outgoing(Some(&session), Some(&message), &mut reply)
