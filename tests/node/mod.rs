@@ -1,0 +1,307 @@
+//! Plumbing shared by the test runners that drive Node test suites against an example server
+//! (`tests/interop.rs`, `tests/browser.rs`): checking for `node` and `npm`, installing npm
+//! packages, building and starting the server, and running `node --test` under a time limit.
+//!
+//! A missing or too old `node`/`npm` FAILS the test rather than skipping it: CI has them, so a
+//! skip would only hide a broken setup.
+
+// Each runner compiles its own copy of this module and uses only part of it (the target dir
+// is wanted by the browser runner alone).
+#![allow(dead_code)]
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long the server may take to print its `listening on` line.
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Oldest Node with `--test-concurrency` and `--test-timeout`.
+const MIN_NODE: (u32, u32) = (20, 11);
+/// The test crate this copy is compiled into (`interop`, `browser`), so that a failure says
+/// which test lacks what.
+const RUNNER: &str = env!("CARGO_CRATE_NAME");
+
+/// Runs `program --version`, panicking with an actionable message if it cannot be run.
+fn version_of(program: &str) -> String {
+    let output = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "the {RUNNER} test needs `{program}` on PATH (Node.js >= {}.{} with npm), but running `{program} --version` failed: {e}",
+                MIN_NODE.0, MIN_NODE.1
+            )
+        });
+    assert!(
+        output.status.success(),
+        "`{program} --version` failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Fails unless `node` is at least [`MIN_NODE`]; `flags` are the `node --test` options the
+/// runner relies on, named in the message so that the version floor makes sense.
+pub fn check_node(flags: &str) {
+    let version = version_of("node");
+    let numbers: Vec<u32> = version
+        .trim_start_matches('v')
+        .split('.')
+        .map(|part| part.parse().unwrap_or(0))
+        .collect();
+    let found = (
+        numbers.first().copied().unwrap_or(0),
+        numbers.get(1).copied().unwrap_or(0),
+    );
+    assert!(
+        found >= MIN_NODE,
+        "the {RUNNER} test needs Node.js >= {}.{} (for `node --test {flags}`), found {version}",
+        MIN_NODE.0,
+        MIN_NODE.1
+    );
+}
+
+/// The `npm` command to run, after checking that it runs.
+pub fn check_npm() -> String {
+    let npm = if cfg!(windows) { "npm.cmd" } else { "npm" };
+    version_of(npm);
+    npm.to_owned()
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// `npm ci` when `node_modules` is missing or older than `package-lock.json`.
+pub fn install_node_modules(npm: &str, dir: &Path) {
+    let lock = dir.join("package-lock.json");
+    let lock_time = modified(&lock).unwrap_or_else(|| {
+        panic!(
+            "{} is missing: it pins the npm packages of {}",
+            lock.display(),
+            dir.display()
+        )
+    });
+    // npm writes node_modules/.package-lock.json on every install.
+    let installed = modified(&dir.join("node_modules").join(".package-lock.json"));
+    if installed.is_some_and(|t| t >= lock_time) {
+        return;
+    }
+    eprintln!("=== npm ci in {} ===", dir.display());
+    let status = Command::new(npm)
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("could not run `{npm} ci` in {}: {e}", dir.display()));
+    assert!(
+        status.success(),
+        "`{npm} ci --no-audit --no-fund` in {} failed ({status})",
+        dir.display()
+    );
+}
+
+/// `<target>/<profile>`, found from the test's own path (`<target>/<profile>/deps/<test>-<hash>`).
+fn profile_dir() -> PathBuf {
+    let exe = env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()))
+        .to_path_buf()
+}
+
+/// `<target>`, the cargo target dir the test runs from.
+pub fn target_dir() -> PathBuf {
+    let profile_dir = profile_dir();
+    profile_dir
+        .parent()
+        .unwrap_or_else(|| panic!("unexpected profile dir {}", profile_dir.display()))
+        .to_path_buf()
+}
+
+/// `<target>/<profile>/examples/<name>`. `cargo test` builds examples, but
+/// `cargo test --test <test>` does not, so (re)build it here; that is a no-op when it is fresh.
+pub fn example_binary(name: &str) -> PathBuf {
+    let profile_dir = profile_dir();
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", env::consts::EXE_SUFFIX));
+
+    build_example(name, &profile_dir);
+
+    assert!(
+        bin.is_file(),
+        "{name} server binary not found at {}: build it with `cargo build --example {name}` \
+         (a plain `cargo test` builds it too)",
+        bin.display()
+    );
+    bin
+}
+
+fn build_example(name: &str, profile_dir: &Path) {
+    let Some(cargo) = env::var_os("CARGO") else {
+        return; // not run by cargo: use whatever binary is there
+    };
+    let profile = profile_dir.file_name().and_then(OsStr::to_str);
+    let Some(target_dir) = profile_dir.parent() else {
+        return;
+    };
+    // Only for the plain host layout `<target-dir>/{debug,release}` (cargo tags the target
+    // dir with CACHEDIR.TAG); with `--target <triple>` or custom profiles, use what is there.
+    if !matches!(profile, Some("debug" | "release")) || !target_dir.join("CACHEDIR.TAG").is_file() {
+        return;
+    }
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--example", name, "--target-dir"])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null());
+    if profile == Some("release") {
+        command.arg("--release");
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("could not run `cargo build --example {name}`: {e}"));
+    assert!(
+        output.status.success(),
+        "`cargo build --example {name}` failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A running example server, killed on drop.
+pub struct Server {
+    child: Child,
+    /// `http://<ip>:<port>`, without a trailing slash.
+    pub origin: String,
+}
+
+impl Server {
+    /// Starts `bin --addr 127.0.0.1:0 <args>` and waits for its `listening on` line.
+    pub fn start(bin: &Path, args: &[&str]) -> Server {
+        let name = bin
+            .file_stem()
+            .map_or_else(|| bin.display().to_string(), |s| s.to_string_lossy().into());
+        let mut child = Command::new(bin)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        // Guard first, so the process is killed even if we panic below.
+        let mut server = Server {
+            child,
+            origin: String::new(),
+        };
+
+        let (tx, rx) = mpsc::channel();
+        let prefix = format!("[{name}]");
+        thread::spawn(move || {
+            let mut announced = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !announced && let Some(origin) = line.trim().strip_prefix("listening on ") {
+                    announced = true;
+                    let _ = tx.send(origin.trim().to_owned());
+                    continue;
+                }
+                // Keep draining so the server never blocks on a full pipe.
+                eprintln!("{prefix} {line}");
+            }
+        });
+
+        match rx.recv_timeout(SERVER_START_TIMEOUT) {
+            Ok(origin) => {
+                assert!(
+                    origin.starts_with("http://"),
+                    "unexpected `listening on` line from {}: {origin:?}",
+                    bin.display()
+                );
+                eprintln!("{name} server listening on {origin}");
+                server.origin = origin.trim_end_matches('/').to_owned();
+                server
+            }
+            Err(_) => {
+                let status = server.child.try_wait().ok().flatten();
+                panic!(
+                    "{} did not print `listening on http://<ip>:<port>` within {:?} (exit status: {})",
+                    bin.display(),
+                    SERVER_START_TIMEOUT,
+                    status.map_or_else(|| "still running".to_owned(), |s| s.to_string())
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `node --test` in `dir` with the spec reporter and a time limit per Node test, its output
+/// passed through; the runner adds its own flags, files and environment.
+pub fn node_test(dir: &Path, test_timeout_ms: u32) -> Command {
+    let mut command = Command::new("node");
+    command
+        .args([
+            "--test".to_owned(),
+            format!("--test-timeout={test_timeout_ms}"),
+            "--test-reporter=spec".to_owned(),
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// Kills the Node process on drop (e.g. when the time limit is exceeded).
+struct NodeGuard(Child);
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs `command` (from [`node_test`]) to the end; an error if it fails or is still running
+/// after `limit` (then it is killed).
+pub fn run_node_test(command: &mut Command, limit: Duration) -> Result<(), String> {
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot run node: {e}"))?;
+    let mut guard = NodeGuard(child);
+    let deadline = Instant::now() + limit;
+    loop {
+        match guard.0.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("`node --test` exited with {status}")),
+            Ok(None) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "`node --test` still running after {limit:?}, killed"
+                ));
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(format!("waiting for node failed: {e}")),
+        }
+    }
+}
