@@ -15,7 +15,8 @@
 //! - a policy refusing handshakes with `ext.auth.deny == true`, subscriptions under
 //!   `/forbidden/**` and client publishes under `/readonly/**`.
 //!
-//! `--no-websocket` refuses websocket upgrades, so clients fall back to long-polling.
+//! `--timeout-ms` and `--max-interval-ms` change the hold time and the session expiry (for load
+//! runs with the same settings as other servers). `--no-websocket` refuses websocket upgrades, so clients fall back to long-polling.
 //!
 //! Every other path answers `200 inner`. The first line on stdout is `listening on http://ADDR`.
 
@@ -39,6 +40,12 @@ struct Args {
     /// Refuse websocket upgrades (clients fall back to long-polling).
     #[arg(long)]
     no_websocket: bool,
+    /// How long a `/meta/connect` is held, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    /// How long a session lives without a connect, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    max_interval_ms: u64,
 }
 
 struct ConformancePolicy;
@@ -141,8 +148,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
 
     let bayeux = Bayeux::builder()
-        .timeout(Duration::from_millis(2000))
-        .max_interval(Duration::from_millis(3000))
+        .timeout(Duration::from_millis(args.timeout_ms))
+        .max_interval(Duration::from_millis(args.max_interval_ms))
         .interval(Duration::ZERO)
         .max_sessions_per_browser(None)
         .max_sessions_per_cookie(None)

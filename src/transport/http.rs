@@ -36,9 +36,11 @@ where
         kind,
     };
     let context = RequestContext::new(parts);
+    // Boxed: processing needs a large future, but only briefly; inline it would stay reserved in
+    // every request's future for as long as its connect is held.
     let outcome = match context
         .clone()
-        .scope(bayeux.process_batch(messages, &connection))
+        .scope(Box::pin(bayeux.process_batch(messages, &connection)))
         .await
     {
         Ok(outcome) => outcome,
@@ -46,7 +48,8 @@ where
     };
 
     let array = match outcome.held {
-        Some(held) => match held.wait().await {
+        // Boxed for the same reason, so a held connect keeps only what waiting needs.
+        Some(held) => match Box::pin(held.wait()).await {
             ConnectEnd::Displaced(status) => return empty_response(status),
             ConnectEnd::Reply { queued, reply } => {
                 let mut array = ArrayWriter::new(&queued, 1);

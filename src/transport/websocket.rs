@@ -263,10 +263,14 @@ where
                 ));
             }
         };
+        // Boxed: inline, the processing future's size would stay reserved in the connection's
+        // task for as long as the socket is open.
         let outcome = match self
             .context
             .clone()
-            .scope(self.bayeux.process_batch(messages, &self.connection))
+            .scope(Box::pin(
+                self.bayeux.process_batch(messages, &self.connection),
+            ))
             .await
         {
             Ok(outcome) => outcome,
