@@ -440,6 +440,32 @@ async fn overlapping_wildcard_subscriptions_deliver_each_message_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn sessions_on_different_overlapping_patterns_each_get_one_copy() {
+    let bayeux = engine();
+    let publisher = Client::connected(&bayeux).await;
+    let patterns: [&[&str]; 5] = [
+        &["/x/y"],
+        &["/x/*"],
+        &["/x/**", "/x/y"],
+        &["/**"],
+        &["/**", "/x/*", "/x/**"],
+    ];
+    let mut clients = Vec::new();
+    for subs in patterns {
+        let client = Client::connected(&bayeux).await;
+        for sub in subs {
+            client.subscribe(sub).await;
+        }
+        clients.push(client);
+    }
+    publisher.publish("/x/y", json!("m")).await;
+    for (client, subs) in clients.iter().zip(patterns) {
+        let reply = client.connect(Some(0)).await;
+        assert_eq!(deliveries(&reply).len(), 1, "{subs:?}: {reply:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn wildcards_match_one_or_many_segments() {
     let bayeux = engine();
     let publisher = Client::connected(&bayeux).await;

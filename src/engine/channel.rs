@@ -84,7 +84,13 @@ impl ChannelTable {
 
     /// The sessions a message on `channel` goes to: subscribers of the channel and of every
     /// matching pattern, each session once.
+    ///
+    /// A session reached through several of them is kept at its first source: a subscriber of
+    /// a later source is skipped when an earlier source's map holds its id. That costs a lookup
+    /// per (subscriber, earlier source) pair, at most the channel's depth plus two sources, and
+    /// no allocation besides the result and the short list of sources.
     pub(crate) fn subscribers_for(&self, channel: &ChannelName) -> Vec<ServerSession> {
+        // The channel itself, then its wild ancestors: at most `depth + 2` entries.
         let mut sources: Vec<&ChannelEntry> = Vec::new();
         let mut push = |name: &str| {
             if let Some(entry) = self.entries.get(name).filter(|e| !e.subscribers.is_empty()) {
@@ -93,19 +99,18 @@ impl ChannelTable {
         };
         push(channel.as_str());
         channel.for_each_wild_ancestor(&mut push);
-        match sources.as_slice() {
-            [] => Vec::new(),
-            [only] => only.subscribers.values().cloned().collect(),
-            _ => {
-                let mut seen = std::collections::HashSet::new();
-                sources
+        let mut out = Vec::with_capacity(sources.iter().map(|e| e.subscribers.len()).sum());
+        for (k, entry) in sources.iter().enumerate() {
+            let earlier = &sources[..k];
+            out.extend(
+                entry
+                    .subscribers
                     .iter()
-                    .flat_map(|entry| entry.subscribers.iter())
-                    .filter(|(id, _)| seen.insert(Arc::as_ptr(id)))
-                    .map(|(_, session)| session.clone())
-                    .collect()
-            }
+                    .filter(|(id, _)| !earlier.iter().any(|e| e.subscribers.contains_key(*id)))
+                    .map(|(_, session)| session.clone()),
+            );
         }
+        out
     }
 
     /// Removes unused channels, returning their names.
