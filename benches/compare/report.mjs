@@ -52,7 +52,12 @@ for (const [w, title] of workloads) {
         const window = r.window_s || r.duration_s;
         const echo = r.mode === "echo";
         const pubs = echo ? "–" : `${num(r.publishes_per_s)} ${r.rate > 0 ? `of ${num(r.rate)}` : "(unthrottled)"}`;
-        const loss = echo ? "–" : `${num(r.expected - r.delivered)} / ${num(r.duplicates)}`;
+        // Gaps over the whole run, as the subscribers saw them: dropped with a /meta/overflow marker
+        // (a bounded session queue overflowed) or lost without notice.
+        const gaps = r.gaps
+            ? ` (whole run: ${num(r.gaps - r.lost_without_notice)} dropped with notice, ${num(r.lost_without_notice)} lost without)`
+            : "";
+        const loss = echo ? "–" : `${num(r.expected - r.delivered)} / ${num(r.duplicates)}${gaps}`;
         const cpu = r.server_cpu_s === null ? "–" : `${num(r.server_cpu_s, 1)} (${num(r.server_cpu_s / window * 100)}%)`;
         p(`| ${title} | ${names[row.server]} | ${num(r.deliveries_per_s)}${echo ? " echoes/s" : ""} | ${pubs} | ${msf(r.p50_ms)} | ${msf(r.p99_ms)} | ${msf(r.p999_ms)} | ${msf(r.max_ms)} | ${loss} | ${cpu} | ${mbf(r.server_rss_peak_kb)} | ${num(r.gen_cpu_s / window * 100)}% | ${num(r.errors)} |`);
     }

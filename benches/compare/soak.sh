@@ -35,6 +35,12 @@ REPORT_EVERY=${REPORT_EVERY:-10}
 SERVER_ARGS=${SERVER_ARGS:-}
 PORT=${PORT:-18080}
 OUT=${OUT:-$root/benches/results/soak.md}
+# The conformance server's long-poll timeout and max interval: its flags when given, else its
+# built-in 2 s and 3 s.
+timeout_ms=$(printf '%s' "$SERVER_ARGS" | sed -n 's/.*--timeout-ms[ =]\([0-9]*\).*/\1/p')
+max_interval_ms=$(printf '%s' "$SERVER_ARGS" | sed -n 's/.*--max-interval-ms[ =]\([0-9]*\).*/\1/p')
+timeout_ms=${timeout_ms:-2000}
+max_interval_ms=${max_interval_ms:-3000}
 mkdir -p "$(dirname "$OUT")" "$root/target/compare"
 log="$root/target/compare/soak-$SESSIONS-$TRANSPORT.log"
 
@@ -59,7 +65,7 @@ dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && e
     echo "- Vanishing: $(awk "BEGIN {print $VANISH * 100}")% of the sessions drop their connection without a /meta/disconnect after ${VANISH_AFTER} s on average (uniform 0.5x–1.5x) and are replaced by fresh sessions (churn)."
     echo "- Counts: *accepted* publishes (successful replies); *delivered* unique messages received; *dropped-with-notice*: the sum of the \`/meta/overflow\` markers' \`dropped\`; *lost-without-notice*: gaps in a session's per-stream sequence numbers not covered by a marker (and not a failed publish). Messages still queued for a session that vanished or that the server disconnected are neither (the session ended)."
     echo "- *kicked* (disconnected by the server): sessions whose socket the server closed (websocket) or that it no longer knew (long-polling), which then handshake again: a slow websocket session that sends nothing for longer than the server's idle timeout is closed. Expected − delivered counts the deliveries such sessions and the vanished ones never received."
-    echo "- The conformance server's settings: long-poll timeout 2 s, max interval 3 s (so a websocket that sends nothing for 5 s is closed as idle), session queues of 1000 messages / 1 MiB with drop-oldest and a marker."
+    echo "- The conformance server's settings: long-poll timeout $(awk "BEGIN {print $timeout_ms / 1000}") s, max interval $(awk "BEGIN {print $max_interval_ms / 1000}") s (so a websocket that sends nothing for $(awk "BEGIN {print ($timeout_ms + $max_interval_ms) / 1000}") s is closed as idle), session queues of 1000 messages / 1 MiB with drop-oldest and a marker."
     echo
     echo "## Every ${REPORT_EVERY} s"
     echo
