@@ -46,6 +46,11 @@ struct Args {
     /// How long a session lives without a connect, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     max_interval_ms: u64,
+    /// Run on a current-thread tokio runtime instead of the multi-thread one: on one core it
+    /// trades a higher median for a shorter latency tail under saturation (see
+    /// `benches/results/comparison.md`).
+    #[arg(long)]
+    current_thread: bool,
 }
 
 struct ConformancePolicy;
@@ -139,14 +144,21 @@ fn services(bayeux: &Bayeux) -> Result<(), tower_bayeux::Error> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let mut runtime = if args.current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    runtime.enable_all().build()?.block_on(serve(args))
+}
 
+async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let bayeux = Bayeux::builder()
         .timeout(Duration::from_millis(args.timeout_ms))
         .max_interval(Duration::from_millis(args.max_interval_ms))

@@ -9,7 +9,7 @@ const lock = JSON.parse(fs.readFileSync(lockPath, "utf8"));
 const version = name => lock.packages?.[`node_modules/${name}`]?.version ?? "?";
 const env = process.env;
 
-const names = {ours: "tower-bayeux", cometd: "cometd-nodejs-server", faye: "Faye"};
+const names = {ours: "tower-bayeux", "ours-ct": "tower-bayeux (current-thread runtime)", cometd: "cometd-nodejs-server", faye: "Faye"};
 const num = (v, digits = 0) => v === null || v === undefined || Number.isNaN(v) ? "–"
     : Number(v).toLocaleString("en-US", {minimumFractionDigits: digits, maximumFractionDigits: digits});
 const msf = v => v === null || v === undefined ? "–" : v < 10 ? `${num(v, 2)} ms` : `${num(v, 1)} ms`;
@@ -26,10 +26,13 @@ p(`- Versions: tower-bayeux ${env.COMMIT} (${env.RUSTC}, release); cometd-nodejs
 p("- Placement: the server pinned to core 0, the generator (`examples/load`, one thread) to core 1; a fresh server process for each row.");
 p(`- Settings: long-poll timeout 20 s, max interval 10 s, interval 0, no per-browser session limit; tower-bayeux: ${env.OURS_SETTINGS}, session queues bounded (1000 messages / 1 MiB, drop-oldest with a marker); Faye forgets a client 2 x timeout after its last connect.`);
 p(`- Fan-out rows: 1,000 sessions in 10 rooms (100 per room), 10 publishing sessions, 100-byte payloads, ${env.DURATION} s measured after ${env.WARMUP} s of warm-up. Deliveries/s and publishes/s are those received / accepted during the measured window; the target is the publishers' aggregate schedule (each publisher has one request or frame awaiting replies at a time; behind schedule it sends what is due in batches of up to 10, and more than a second behind it skips ahead). Latency runs from a publish being sent to a subscriber reading it, over the publishes sent in the window (including their deliveries after it); expected − delivered counts those publishes' deliveries that never arrived.`);
+p("- tower-bayeux runs on tokio's multi-thread runtime (one worker: the process is pinned to one core) unless the row says *current-thread runtime* (`--current-thread`): the same server, scheduled from one queue.");
 p("- Server CPU is the server's user + system time over the measured window (at most 1 core-second per second: it has one core); generator CPU near 100% means the generator, not the server, was the limit.");
 p("");
 
-const rows = lines.filter(l => l.workload && l.result !== undefined);
+const order = Object.keys(names);
+const rows = lines.filter(l => l.workload && l.result !== undefined)
+    .sort((a, b) => order.indexOf(a.server) - order.indexOf(b.server));
 const workloads = [
     ["fanout-lp", "1,000 clients / 10 rooms / 2,000 publishes/s, long-polling"],
     ["fanout-ws", "1,000 clients / 10 rooms / 2,000 publishes/s, websocket"],

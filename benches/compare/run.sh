@@ -28,6 +28,7 @@
 #               the CometD benchmark batches; more than a second behind, it skips ahead; each
 #               publisher has one request or frame awaiting replies at a time)
 #   fanout-ws   the same over websocket (tower-bayeux and Faye; cometd-nodejs-server has none)
+#               (both fan-out rows also for tower-bayeux on a current-thread runtime)
 #   ceiling-*   the same with the publishers unthrottled (batches of 10, next batch on reply)
 #   idle-*      10,000 idle sessions (no publisher): server RSS per session
 #   echo-*      50 clients, one `/service/echo` round trip outstanding each
@@ -182,10 +183,13 @@ for s in ours cometd faye; do
     cmd_var="${s}_cmd"; url_var="url_$s"
     load "$s" fanout-lp long-polling "${!cmd_var}" "${!url_var}" "${fanout[@]}" --rate 2000 --batch 10
 done
+# The same server on a current-thread runtime: the scheduler decides the latency tail at saturation.
+load ours-ct fanout-lp long-polling "$ours_cmd --current-thread" "$url_ours" "${fanout[@]}" --rate 2000 --batch 10
 for s in ours faye; do
     cmd_var="${s}_cmd"; url_var="url_$s"
     load "$s" fanout-ws websocket "${!cmd_var}" "${!url_var}" "${fanout[@]}" --rate 2000 --batch 10
 done
+load ours-ct fanout-ws websocket "$ours_cmd --current-thread" "$url_ours" "${fanout[@]}" --rate 2000 --batch 10
 for s in ours cometd faye; do
     cmd_var="${s}_cmd"; url_var="url_$s"
     load "$s" ceiling-lp long-polling "${!cmd_var}" "${!url_var}" "${fanout[@]}" --rate 0 --batch 10
