@@ -54,7 +54,7 @@ taskset -c 1 "$root/target/release/examples/load" \
     --report-every "$REPORT_EVERY" --ramp 500 --label soak 2>&1 | tee "$log"
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+dirty=$(git status --porcelain --untracked-files=no -- . ':!benches/results' 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
 {
     echo "# Soak: $SESSIONS sessions, $(awk "BEGIN {print $DURATION / 60}") min, $TRANSPORT"
     echo
