@@ -202,7 +202,15 @@ where
                         ConnectEnd::Displaced(_) => Ok(()),
                     }
                 }
-                () = self.notify.notified() => self.push().await,
+                () = self.notify.notified() => {
+                    // One publish wakes every subscriber's connection at once. Yielding first
+                    // lets them write in the order they were woken instead of last-woken-first
+                    // (tokio's LIFO slot), and lets a burst gather into one frame: at 1,000
+                    // sessions and 200k deliveries/s on one core, p50 8-10 ms -> 3-4 ms and
+                    // p99 40-59 ms -> 23-28 ms (`examples/load`, websocket fan-out).
+                    tokio::task::yield_now().await;
+                    self.push().await
+                }
                 incoming = self.socket.next() => {
                     deadline = Instant::now() + idle;
                     self.receive(incoming).await
