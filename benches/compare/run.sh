@@ -7,8 +7,8 @@
 #   DURATION=30 bash benches/compare/run.sh
 #
 # Placement: each server is pinned to core 0 (`taskset -c 0`), the generator (a current-thread
-# runtime) to core 1; a fresh server process per workload, so its peak RSS (VmHWM) is that
-# workload's. Server CPU seconds are those of the measured window (after the warm-up).
+# runtime) to core 1 (except fanout-ws-500k, where both share both cores); a fresh server
+# process per workload, so its peak RSS (VmHWM) is that workload's. Server CPU seconds are those of the measured window (after the warm-up).
 #
 # Equivalent settings for the three servers:
 #   - long-poll timeout 20 s, max interval 10 s, interval 0;
@@ -30,6 +30,8 @@
 #   fanout-ws   the same over websocket (tower-bayeux and Faye; cometd-nodejs-server has none)
 #               (both fan-out rows also for tower-bayeux on a current-thread runtime)
 #   ceiling-*   the same with the publishers unthrottled (batches of 10, next batch on reply)
+#   fanout-ws-500k  tower-bayeux only: 5,000 publishes/s (500k deliveries/s) over websocket, the
+#               server and the generator sharing both cores
 #   idle-*      10,000 idle sessions (no publisher): server RSS per session
 #   echo-*      50 clients, one `/service/echo` round trip outstanding each
 #   wrk         HTTP responses/s: a bare hyper hello-world, the conformance server's non-Bayeux
@@ -163,7 +165,7 @@ load() {
     shift 5
     local log="$logs/$workload-$server.log"
     say "$workload: $server ($transport)"
-    taskset -c 1 "$LOAD" --spawn "taskset -c 0 $cmd" --url "$url" --transport "$transport" \
+    taskset -c "$GEN_CORES" "$LOAD" --spawn "taskset -c $SERVER_CORES $cmd" --url "$url" --transport "$transport" \
         --label "$server" "$@" >"$log" 2>&1 || true
     grep -E '^(setup|memory|publishes|deliveries|accounting|latency|echo|cpu|server RSS|errors)' "$log" || true
     local line
@@ -176,6 +178,10 @@ load() {
     fi
     sleep 1
 }
+
+# Where the server and the generator run: one core each, except for the 500k rows.
+SERVER_CORES=0
+GEN_CORES=1
 
 fanout=(--mode fanout --clients 1000 --rooms 10 --publishers 10 --payload 100
     --duration "$DURATION" --warmup "$WARMUP")
@@ -198,6 +204,15 @@ for s in ours faye; do
     cmd_var="${s}_cmd"; url_var="url_$s"
     load "$s" ceiling-ws websocket "${!cmd_var}" "${!url_var}" "${fanout[@]}" --rate 0 --batch 10
 done
+# 500,000 deliveries/s over websocket "on 2 cores" (issue 5): the server and the generator share
+# both cores, as the peers' figures were taken.
+SERVER_CORES=0,1
+GEN_CORES=0,1
+load ours fanout-ws-500k websocket "$ours_cmd" "$url_ours" "${fanout[@]}" --rate 5000 --batch 10
+load ours-ct fanout-ws-500k websocket "$ours_cmd --current-thread" "$url_ours" "${fanout[@]}" --rate 5000 --batch 10
+SERVER_CORES=0
+GEN_CORES=1
+
 idle=(--mode fanout --clients "$IDLE_SESSIONS" --rooms 10 --publishers 0 --duration 5 --warmup 0 --ramp 500)
 for s in ours cometd faye; do
     cmd_var="${s}_cmd"; url_var="url_$s"
