@@ -8,7 +8,8 @@
 #
 # Placement: each server is pinned to core 0 (`taskset -c 0`), the generator (a current-thread
 # runtime) to core 1 (except fanout-ws-500k, where both share both cores); a fresh server
-# process per workload, so its peak RSS (VmHWM) is that workload's. Server CPU seconds are those of the measured window (after the warm-up).
+# process per workload, so its peak RSS (VmHWM) is that workload's. Server CPU seconds are those
+# of the measured window (after the warm-up).
 #
 # Equivalent settings for the three servers:
 #   - long-poll timeout 20 s, max interval 10 s, interval 0;
