@@ -1,5 +1,7 @@
 //! Heap bytes per idle session: live heap before and after creating sessions that handshake,
 //! subscribe to a channel and send one connect, as a long-polling client does before it idles.
+//! Then churn: rounds of 10,000 such sessions that vanish and expire, and the live heap left
+//! above the baseline after each round (tables keep their capacity; a leak would grow per round).
 //!
 //! ```text
 //! cargo bench --bench memory
@@ -100,6 +102,29 @@ fn main() {
                 "{sessions:>7} idle sessions (own cookie, one subscription, 100 rooms): \
                  {:>8.1} MiB live heap, {per_session:>6.0} bytes per session",
                 (after - before) as f64 / (1024.0 * 1024.0)
+            );
+        }
+
+        let bayeux = Bayeux::builder()
+            .max_interval(std::time::Duration::from_millis(100))
+            .sweep_period(std::time::Duration::from_millis(50))
+            .build();
+        idle_session(&bayeux, 0).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let baseline = LIVE.load(Ordering::Relaxed);
+        for round in 1..=5 {
+            for i in 0..10_000 {
+                idle_session(&bayeux, i % 100).await;
+            }
+            let during = bayeux.stats().sessions;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let left = bayeux.stats();
+            println!(
+                "churn round {round}: 10000 sessions came ({during} alive at the end of the round) \
+                 and expired ({} left, {} channels): {:>8} bytes of live heap above the baseline",
+                left.sessions,
+                left.channels,
+                LIVE.load(Ordering::Relaxed) - baseline
             );
         }
     });

@@ -207,7 +207,7 @@ where
                     // lets them write in the order they were woken instead of last-woken-first
                     // (tokio's LIFO slot), and lets a burst gather into one frame: at 1,000
                     // sessions and 200k deliveries/s on one core, p50 8-10 ms -> 3-4 ms and
-                    // p99 40-59 ms -> 23-28 ms (`examples/load`, websocket fan-out).
+                    // p99 40-59 ms -> 23-36 ms (`examples/load`, websocket fan-out).
                     tokio::task::yield_now().await;
                     self.push().await
                 }
