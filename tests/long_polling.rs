@@ -938,3 +938,32 @@ async fn browser_cookie_options_reach_set_cookie() {
     .messages();
     assert_eq!(bad[0]["error"], "402::session_unknown");
 }
+
+#[tokio::test(start_paused = true)]
+async fn numbers_in_published_data_reach_subscribers_unaltered() {
+    let bayeux = engine();
+    let subscriber = Client::connected(&bayeux).await;
+    subscriber.subscribe("/numbers").await;
+    let publisher = Client::connected(&bayeux).await;
+    // Sent as text: 70 nines (closest double 1e70), a 17-digit double, more digits than a
+    // double holds, and the largest u64.
+    let body = format!(
+        r#"[{{"id":"p","channel":"/numbers","clientId":"{}","data":{{"big":{},"sum":0.30000000000000004,"pi":3.14159265358979323846264338327950288,"max":18446744073709551615}}}}]"#,
+        publisher.client_id,
+        "9".repeat(70)
+    );
+    let reply = post(&bayeux, "/cometd/", Some(&publisher.cookie), &body).await;
+    assert_eq!(reply.messages()[0]["successful"], true);
+    let delivered = subscriber
+        .post("/cometd/connect", vec![subscriber.connect_message(Some(0))])
+        .await;
+    // The text, not only the value: a parser that rounds the long mantissa wrongly sends
+    // 9.999999999999999e+69, which reads back as 1e70.
+    assert!(delivered.body.contains(r#""big":1e+70"#), "{}", delivered.body);
+    let received = delivered.messages();
+    let data = &deliveries(&received)[0]["data"];
+    assert_eq!(data["big"].as_f64(), Some(1e70), "{data}");
+    assert_eq!(data["sum"].as_f64(), Some(0.1 + 0.2), "{data}");
+    assert_eq!(data["pi"].as_f64(), Some(std::f64::consts::PI), "{data}");
+    assert_eq!(data["max"].as_u64(), Some(u64::MAX), "{data}");
+}
