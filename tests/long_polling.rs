@@ -959,7 +959,11 @@ async fn numbers_in_published_data_reach_subscribers_unaltered() {
         .await;
     // The text, not only the value: a parser that rounds the long mantissa wrongly sends
     // 9.999999999999999e+69, which reads back as 1e70.
-    assert!(delivered.body.contains(r#""big":1e+70"#), "{}", delivered.body);
+    assert!(
+        delivered.body.contains(r#""big":1e+70"#),
+        "{}",
+        delivered.body
+    );
     let received = delivered.messages();
     let data = &deliveries(&received)[0]["data"];
     assert_eq!(data["big"].as_f64(), Some(1e70), "{data}");
