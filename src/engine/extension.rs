@@ -261,22 +261,29 @@ impl Inner {
 
 /// The extensions of one session.
 #[derive(Default)]
-pub(crate) struct SessionExtensions(parking_lot::RwLock<Arc<Vec<Arc<dyn ErasedSessionExtension>>>>);
+pub(crate) struct SessionExtensions {
+    list: parking_lot::RwLock<Arc<Vec<Arc<dyn ErasedSessionExtension>>>>,
+    /// Set once the first extension is added: every broadcast asks each recipient, and a plain
+    /// load keeps that question off the lock's cache line when several threads publish to the
+    /// same sessions.
+    any: std::sync::atomic::AtomicBool,
+}
 
 impl SessionExtensions {
     pub(crate) fn add(&self, extension: Arc<dyn ErasedSessionExtension>) {
-        let mut list = self.0.write();
+        let mut list = self.list.write();
         let mut next = Vec::clone(&list);
         next.push(extension);
         *list = Arc::new(next);
+        self.any.store(true, std::sync::atomic::Ordering::Release);
     }
 
     pub(crate) fn snapshot(&self) -> Arc<Vec<Arc<dyn ErasedSessionExtension>>> {
-        self.0.read().clone()
+        self.list.read().clone()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.read().is_empty()
+        !self.any.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
