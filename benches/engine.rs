@@ -1,5 +1,6 @@
 //! Engine micro-benchmarks: message parsing and serialisation, wildcard lookup, the cost of one
-//! publish fanned out to N subscribers, and a connect reply carrying queued messages. Time and
+//! publish fanned out to N subscribers, a connect reply carrying queued messages, and contention
+//! on the shared tables (the same operations from 1 and 2 threads at once). Time and
 //! allocations per iteration are printed.
 //!
 //! ```text
@@ -156,4 +157,72 @@ async fn post_raw(bayeux: &Bayeux, cookie: &str, body: String) -> Bytes {
         .await
         .unwrap();
     response.into_body().collect().await.unwrap().to_bytes()
+}
+
+thread_local! {
+    /// One runtime per benchmark thread: the contention benchmarks run on 1 and 2 threads at once.
+    static LOCAL_RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+}
+
+/// An engine with `n` long-polling sessions (their own browser cookies), each subscribed to
+/// `/room`, and a `/meta/connect` body (`timeout: 0`) for each, with its cookie. Queues are
+/// bounded high enough that the benchmarks never reach the bound.
+fn engine_with_clients(n: usize) -> (Bayeux, Vec<(String, String)>) {
+    runtime().block_on(async {
+        let bayeux = Bayeux::builder()
+            .max_interval(std::time::Duration::from_secs(3600))
+            .max_queue_messages(10_000_000)
+            .max_queue_bytes(usize::MAX)
+            .build();
+        let handshake = json!([{"channel": "/meta/handshake", "version": "1.0"}]).to_string();
+        let mut clients = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (cookie, reply) = post(&bayeux, None, handshake.clone()).await;
+            let cookie = cookie.unwrap();
+            let id = reply[0]["clientId"].as_str().unwrap().to_owned();
+            let subscribe =
+                json!([{"channel": "/meta/subscribe", "subscription": "/room", "clientId": id}]);
+            post(&bayeux, Some(&cookie), subscribe.to_string()).await;
+            let connect =
+                json!([{"channel": "/meta/connect", "clientId": id, "advice": {"timeout": 0}}]);
+            clients.push((cookie, connect.to_string()));
+        }
+        (bayeux, clients)
+    })
+}
+
+/// Contention on the session table, the browser table and session state: a long-polling
+/// `/meta/connect` cycle (nothing queued, answered at once), each thread on its own session.
+/// Time per cycle that stays flat from 1 to 2 threads means the shared tables do not serialise
+/// the cores.
+#[divan::bench(threads = [1, 2], sample_count = 50, sample_size = 200)]
+fn contended_connect_cycle(bencher: divan::Bencher) {
+    static CLIENTS: OnceLock<(Bayeux, Vec<(String, String)>)> = OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static MINE: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let (bayeux, clients) = CLIENTS.get_or_init(|| engine_with_clients(16));
+    bencher.bench(|| {
+        let (cookie, connect) = &clients[MINE.with(|i| *i) % clients.len()];
+        LOCAL_RUNTIME.with(|rt| rt.block_on(post_raw(bayeux, cookie, connect.clone())))
+    });
+}
+
+/// Contention on the channel table and on the subscribers' session state: a server-side
+/// publish to the same 100 subscribers from 1 and 2 threads at once.
+#[divan::bench(threads = [1, 2], sample_count = 50, sample_size = 100)]
+fn contended_publish_to_100(bencher: divan::Bencher) {
+    static CLIENTS: OnceLock<(Bayeux, Vec<(String, String)>)> = OnceLock::new();
+    let (bayeux, _) = CLIENTS.get_or_init(|| engine_with_clients(100));
+    let data =
+        json!({"user": "alice", "text": "Lorem ipsum dolor sit amet, consectetur adipiscing."});
+    bencher.bench(|| {
+        LOCAL_RUNTIME
+            .with(|rt| rt.block_on(bayeux.publish("/room", data.clone())))
+            .unwrap();
+    });
 }
