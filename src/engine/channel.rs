@@ -82,14 +82,18 @@ impl ChannelTable {
         out
     }
 
-    /// The sessions a message on `channel` goes to: subscribers of the channel and of every
-    /// matching pattern, each session once.
+    /// Calls `f` with every session a message on `channel` goes to: subscribers of the channel
+    /// and of every matching pattern, each session once.
     ///
     /// A session reached through several of them is kept at its first source: a subscriber of
     /// a later source is skipped when an earlier source's map holds its id. That costs a lookup
     /// per (subscriber, earlier source) pair, at most the channel's depth plus two sources, and
-    /// no allocation besides the result and the short list of sources.
-    pub(crate) fn subscribers_for(&self, channel: &ChannelName) -> Vec<ServerSession> {
+    /// no allocation besides the short list of sources; sessions are lent, not cloned.
+    pub(crate) fn for_each_subscriber(
+        &self,
+        channel: &ChannelName,
+        mut f: impl FnMut(&ServerSession),
+    ) {
         // The channel itself, then its wild ancestors: at most `depth + 2` entries.
         let mut sources: Vec<&ChannelEntry> = Vec::new();
         let mut push = |name: &str| {
@@ -99,18 +103,14 @@ impl ChannelTable {
         };
         push(channel.as_str());
         channel.for_each_wild_ancestor(&mut push);
-        let mut out = Vec::with_capacity(sources.iter().map(|e| e.subscribers.len()).sum());
         for (k, entry) in sources.iter().enumerate() {
             let earlier = &sources[..k];
-            out.extend(
-                entry
-                    .subscribers
-                    .iter()
-                    .filter(|(id, _)| !earlier.iter().any(|e| e.subscribers.contains_key(*id)))
-                    .map(|(_, session)| session.clone()),
-            );
+            for (id, session) in &entry.subscribers {
+                if !earlier.iter().any(|e| e.subscribers.contains_key(id)) {
+                    f(session);
+                }
+            }
         }
-        out
     }
 
     /// Removes unused channels, returning their names.
@@ -353,19 +353,36 @@ impl super::Inner {
         if self.has_extensions() && !self.extend_outgoing(None, None, &mut message).await {
             return false;
         }
-        let recipients = self.channels.read().subscribers_for(channel);
+        // Under the table's read lock (taken before any session's state, as everywhere), the
+        // shared bytes are queued for every subscriber that needs nothing more; only those that
+        // need an await are kept, by clone: a recipient with session extensions (its own copy)
+        // or one whose queue is full (listeners to tell, perhaps a session to remove).
         let mut shared = None;
-        for session in recipients {
-            let push = if session.has_extensions() {
-                let mut own = message.clone();
-                if !session.extend_outgoing(None, &mut own).await {
-                    continue;
+        let mut own_copy = Vec::new();
+        let mut full = Vec::new();
+        self.channels
+            .read()
+            .for_each_subscriber(channel, |session| {
+                if session.has_extensions() {
+                    own_copy.push(session.clone());
+                    return;
                 }
-                session.enqueue(Delivery::new(&own))
-            } else {
                 let delivery = shared.get_or_insert_with(|| Delivery::new(&message));
-                session.enqueue(delivery.clone())
-            };
+                match session.enqueue(delivery.clone()) {
+                    // `None`: the session is being removed.
+                    Some(Push::Queued) | None => {}
+                    Some(push) => full.push((session.clone(), push)),
+                }
+            });
+        for (session, push) in full {
+            self.queued(&session, Some(push)).await;
+        }
+        for session in own_copy {
+            let mut own = message.clone();
+            if !session.extend_outgoing(None, &mut own).await {
+                continue;
+            }
+            let push = session.enqueue(Delivery::new(&own));
             if !matches!(push, Some(Push::Queued)) {
                 self.queued(&session, push).await;
             }

@@ -705,6 +705,8 @@ impl Bayeux {
 
         let mut events = Vec::new();
         {
+            // The channel table before the session's state: broadcasts lock in that order.
+            let mut table = self.inner.channels.write();
             let mut state = session.0.state.lock();
             if state.removed.is_some() {
                 return unknown_session(message);
@@ -715,10 +717,10 @@ impl Bayeux {
                 .count();
             if state.subscriptions.len() + new > self.inner.config.max_subscriptions_per_session {
                 drop(state);
+                drop(table);
                 reply.fail(ErrorCode::SubscriptionLimit);
                 return reply;
             }
-            let mut table = self.inner.channels.write();
             // Service subscriptions succeed but are not recorded: service messages are never
             // broadcast.
             for channel in channels.into_iter().filter(|c| !c.is_service()) {
@@ -759,8 +761,9 @@ impl Bayeux {
         };
         let mut events = Vec::new();
         {
-            let mut state = session.0.state.lock();
+            // The channel table before the session's state: broadcasts lock in that order.
             let mut table = self.inner.channels.write();
+            let mut state = session.0.state.lock();
             for channel in channels {
                 if state.subscriptions.remove(&channel) {
                     if let Some(entry) = table.get_mut(&channel) {
