@@ -14,6 +14,9 @@ use serde_json::Value;
 use tower::ServiceExt;
 use tower_bayeux::{Bayeux, BayeuxService};
 
+#[path = "../../tests/common/answer.rs"]
+mod answer;
+
 /// Paused time: a connect the engine holds is answered at its timeout without waiting for it.
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -95,41 +98,10 @@ fuzz_target!(|data: &[u8]| {
         let (bayeux, cookie, id) = session().await;
         let body = replace(data, b"$ID", id.as_bytes());
         let (status, _, answer) = post(&bayeux, Some(&cookie), body.clone()).await;
-        check(status, &answer, &body);
+        answer::check_answer(status, &answer, &body);
         // Let the dropped engine's sweeper task see it gone and end (time is paused, so this
         // costs nothing); otherwise every run would leave one behind in the runtime.
         drop(bayeux);
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     });
 });
-
-/// Every answer is a 4xx, or a 200 carrying a non-empty JSON array with one reply per request
-/// message, each echoing its `id`.
-fn check(status: StatusCode, answer: &[u8], body: &[u8]) {
-    if status != StatusCode::OK {
-        assert!(
-            status.is_client_error(),
-            "{status} for {:?}",
-            String::from_utf8_lossy(body)
-        );
-        return;
-    }
-    let answer: Value = serde_json::from_slice(answer).expect("a JSON answer");
-    let answer = answer.as_array().expect("an array");
-    assert!(!answer.is_empty(), "an empty reply array");
-    let sent: Value = serde_json::from_slice(body).expect("a 200 answers JSON");
-    let requests = match sent {
-        Value::Array(messages) => messages,
-        message => vec![message],
-    };
-    let replies: Vec<&Value> = answer
-        .iter()
-        .filter(|m| m.get("successful").is_some())
-        .collect();
-    assert_eq!(replies.len(), requests.len(), "{requests:?} -> {answer:?}");
-    for (request, reply) in requests.iter().zip(replies) {
-        // `"id": null` reads as no id (as every null field does), so there is none to echo.
-        let id = request.get("id").filter(|id| !id.is_null());
-        assert_eq!(id, reply.get("id"), "{request} -> {reply}");
-    }
-}

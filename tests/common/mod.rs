@@ -1,6 +1,8 @@
 //! A minimal Bayeux client over the tower service, for the integration tests.
 #![allow(dead_code)]
 
+pub mod answer;
+
 use std::time::Duration;
 
 use bytes::Bytes;
