@@ -77,33 +77,11 @@ async fn post(
     (cookie, serde_json::from_slice(&body).unwrap())
 }
 
-/// An engine with `n` sessions subscribed to `/room` (through the long-polling service).
-fn engine_with_subscribers(n: usize) -> Bayeux {
-    runtime().block_on(async {
-        let bayeux = Bayeux::builder()
-            .max_sessions_per_browser(None)
-            .max_sessions_per_cookie(None)
-            .max_interval(std::time::Duration::from_secs(3600))
-            .build();
-        let handshake = json!([{"channel": "/meta/handshake", "version": "1.0"}]).to_string();
-        let (cookie, _) = post(&bayeux, None, handshake.clone()).await;
-        let cookie = cookie.unwrap();
-        for _ in 0..n {
-            let (_, reply) = post(&bayeux, Some(&cookie), handshake.clone()).await;
-            let id = reply[0]["clientId"].as_str().unwrap().to_owned();
-            let subscribe =
-                json!([{"channel": "/meta/subscribe", "subscription": "/room", "clientId": id}]);
-            post(&bayeux, Some(&cookie), subscribe.to_string()).await;
-        }
-        bayeux
-    })
-}
-
 /// One server-side publish to `n` subscribers: one serialisation, `n` queue pushes. Queues are
 /// not drained, so the sample count is bounded.
 #[divan::bench(args = [10, 1_000, 10_000], sample_count = 20, sample_size = 5)]
 fn publish_fan_out(bencher: divan::Bencher, n: usize) {
-    let bayeux = engine_with_subscribers(n);
+    let (bayeux, _) = engine_with_clients(n);
     let data =
         json!({"user": "alice", "text": "Lorem ipsum dolor sit amet, consectetur adipiscing."});
     bencher
@@ -119,20 +97,8 @@ fn publish_fan_out(bencher: divan::Bencher, n: usize) {
 /// pieces, write the HTTP response.
 #[divan::bench(args = [1, 100], sample_count = 50, sample_size = 20)]
 fn connect_reply_with_queued_messages(bencher: divan::Bencher, n: usize) {
-    let bayeux = engine_with_subscribers(0);
-    let (cookie, client_id) = runtime().block_on(async {
-        let handshake = json!([{"channel": "/meta/handshake", "version": "1.0"}]).to_string();
-        let (cookie, reply) = post(&bayeux, None, handshake).await;
-        let client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
-        let cookie = cookie.unwrap();
-        let subscribe =
-            json!([{"channel": "/meta/subscribe", "subscription": "/room", "clientId": client_id}]);
-        post(&bayeux, Some(&cookie), subscribe.to_string()).await;
-        (cookie, client_id)
-    });
-    let connect =
-        json!([{"channel": "/meta/connect", "clientId": client_id, "advice": {"timeout": 0}}])
-            .to_string();
+    let (bayeux, clients) = engine_with_clients(1);
+    let (cookie, connect) = &clients[0];
     let data =
         json!({"user": "alice", "text": "Lorem ipsum dolor sit amet, consectetur adipiscing."});
     bencher
@@ -143,7 +109,7 @@ fn connect_reply_with_queued_messages(bencher: divan::Bencher, n: usize) {
                 }
             })
         })
-        .bench_values(|()| runtime().block_on(post_raw(&bayeux, &cookie, connect.clone())));
+        .bench_values(|()| runtime().block_on(post_raw(&bayeux, cookie, connect.clone())));
 }
 
 /// A POST whose response body is collected but not parsed.
