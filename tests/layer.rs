@@ -265,24 +265,40 @@ fn echo_engine() -> Bayeux {
     bayeux
 }
 
-/// Publishes to `/service/echo` through `service` and checks the echo comes back.
-async fn assert_echo<S, RB>(service: S, uri: &str, session: &Session)
+/// Sends `request` (a publish of `session`) through `service` and checks it succeeded, then
+/// collects what the session was sent with a connect to `uri` that returns at once (messages
+/// travel on connect replies). Returns the publish reply and those deliveries.
+async fn then_poll<S, RB>(
+    service: S,
+    uri: &str,
+    session: &Session,
+    request: Request<Full<Bytes>>,
+) -> (Reply, Vec<(String, Value)>)
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<RB>>,
+    S: Service<Request<Full<Bytes>>, Response = Response<RB>> + Clone,
     S::Error: Debug,
     RB: Body,
     RB::Error: Debug,
 {
-    let reply = call(
-        service,
-        session.publish(uri, "/service/echo", json!({"n": 1})),
-    )
-    .await;
-    assert_eq!(
-        reply.deliveries(),
-        [("/service/echo".to_owned(), json!({"n": 1}))]
-    );
+    let reply = call(service.clone(), request).await;
     assert_eq!(reply.last()["successful"], true, "{}", reply.text());
+    assert_eq!(reply.deliveries(), [], "messages ride on connect replies");
+    let connect = call(service, session.connect(uri)).await;
+    assert_eq!(connect.last()["successful"], true, "{}", connect.text());
+    (reply, connect.deliveries())
+}
+
+/// Publishes to `/service/echo` through `service` and checks the echo comes back.
+async fn assert_echo<S, RB>(service: S, uri: &str, session: &Session)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<RB>> + Clone,
+    S::Error: Debug,
+    RB: Body,
+    RB::Error: Debug,
+{
+    let publish = session.publish(uri, "/service/echo", json!({"n": 1}));
+    let (_, echoed) = then_poll(service, uri, session, publish).await;
+    assert_eq!(echoed, [("/service/echo".to_owned(), json!({"n": 1}))]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -526,20 +542,15 @@ async fn nest_service_strips_the_prefix() {
 
     let session = handshake(app.clone(), "/cometd/handshake").await;
     handshake(app.clone(), "/cometd").await;
-    let reply = call(
-        app.clone(),
-        session.publish("/cometd/", "/service/uri", json!({})),
-    )
-    .await;
+    let publish = session.publish("/cometd/", "/service/uri", json!({}));
+    let (_, answer) = then_poll(app.clone(), "/cometd/connect", &session, publish).await;
     assert_eq!(
-        reply.deliveries(),
+        answer,
         [(
             "/service/uri".to_owned(),
             json!({"uri": "/", "original": "/cometd/"})
         )]
     );
-    let connect = call(app.clone(), session.connect("/cometd/connect")).await;
-    assert_eq!(connect.last()["successful"], true);
 
     let home = call(
         app.clone(),
@@ -563,9 +574,10 @@ async fn nest_service_works_below_a_sub_path_and_in_a_nested_router() {
     for app in [deep, nested] {
         let session = handshake(app.clone(), "/app/cometd/handshake").await;
         let uri = "/app/cometd/service";
-        let reply = call(app.clone(), session.publish(uri, "/service/uri", json!({}))).await;
+        let publish = session.publish(uri, "/service/uri", json!({}));
+        let (_, answer) = then_poll(app.clone(), uri, &session, publish).await;
         assert_eq!(
-            reply.deliveries(),
+            answer,
             [(
                 "/service/uri".to_owned(),
                 json!({"uri": "/service", "original": uri})
@@ -766,16 +778,17 @@ where
         }
     };
 
-    let reply = call(service.clone(), whoami(Some("ada"))).await;
+    let (reply, answer) =
+        then_poll(service.clone(), "/cometd", &session, whoami(Some("ada"))).await;
     assert_eq!(
-        reply.deliveries(),
+        answer,
         [("/service/whoami".to_owned(), json!({"user": "ada"}))]
     );
     assert_eq!(reply.header("x-user"), Some("ada"), "set by the listener");
 
-    let reply = call(service.clone(), whoami(None)).await;
+    let (reply, answer) = then_poll(service.clone(), "/cometd", &session, whoami(None)).await;
     assert_eq!(
-        reply.deliveries(),
+        answer,
         [("/service/whoami".to_owned(), json!({"user": null}))]
     );
     assert_eq!(reply.header("x-user"), None);
@@ -947,9 +960,9 @@ async fn the_context_is_there_in_listeners_and_spawned_tasks_and_absent_elsewher
     request
         .headers_mut()
         .insert("x-probe", HeaderValue::from_static("publish"));
-    let reply = call(service.clone(), request).await;
+    let (_, answer) = then_poll(service.clone(), "/cometd", &session, request).await;
     assert_eq!(
-        reply.deliveries(),
+        answer,
         [(
             "/service/probe".to_owned(),
             json!({"here": "publish", "event": "publish", "spawned": "publish", "plain": null})
@@ -1025,8 +1038,10 @@ async fn request_and_response_bodies_are_generic() {
         .body(axum::body::Body::from(body))
         .unwrap();
     let reply = call(standalone.clone(), request).await;
+    assert_eq!(reply.last()["successful"], true);
+    let connect = call(standalone.clone(), session.connect("/")).await;
     assert_eq!(
-        reply.deliveries(),
+        connect.deliveries(),
         [("/service/echo".to_owned(), json!("axum"))]
     );
 

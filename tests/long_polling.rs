@@ -171,8 +171,31 @@ async fn a_publish_releases_the_subscribers_held_connect_with_the_message_first(
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_publishers_own_copy_rides_its_publish_reply_and_the_held_connect_stays_held() {
+async fn a_publishers_own_copy_wakes_its_held_connect_not_its_publish_reply() {
     let bayeux = engine();
+    let a = Client::connected(&bayeux).await;
+    a.subscribe("/chat/demo").await;
+    let held = tokio::spawn({
+        let a = a.clone();
+        async move { (a.connect(None).await, Instant::now()) }
+    });
+    settle().await;
+    let start = Instant::now();
+    let reply = a.publish("/chat/demo", json!("mine")).await;
+    assert_eq!(reply.len(), 1, "only the publish reply: {reply:?}");
+    assert_eq!(reply[0]["successful"], true);
+    let (connect, ended) = held.await.unwrap();
+    assert!(ended - start < Duration::from_millis(5), "woken at once");
+    assert_eq!(connect[0], json!({"channel": "/chat/demo", "data": "mine"}));
+    assert_eq!(connect[1]["channel"], "/meta/connect");
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_delivery_on_every_reply_a_publishers_own_copy_rides_its_publish_reply() {
+    let bayeux = Bayeux::builder()
+        .timeout(Duration::from_secs(10))
+        .meta_connect_delivery_only(false)
+        .build();
     let a = Client::connected(&bayeux).await;
     a.subscribe("/chat/demo").await;
     let held = tokio::spawn({
@@ -435,7 +458,8 @@ async fn overlapping_wildcard_subscriptions_deliver_each_message_once() {
     for sub in ["/x/*", "/x/**", "/x/y", "/**"] {
         client.subscribe(sub).await;
     }
-    let reply = client.publish("/x/y", json!(1)).await;
+    client.publish("/x/y", json!(1)).await;
+    let reply = client.connect(Some(0)).await;
     assert_eq!(deliveries(&reply).len(), 1, "{reply:?}");
 }
 
@@ -739,6 +763,7 @@ async fn a_batch_is_processed_in_order_with_queued_messages_first() {
             json!({"id": "p2", "channel": "/room", "data": 2}),
             json!({"id": "u", "channel": "/meta/unsubscribe", "subscription": "/room"}),
             json!({"id": "p3", "channel": "/room", "data": 3}),
+            json!({"id": "c", "channel": "/meta/connect", "connectionType": "long-polling"}),
         ])
         .await;
     let ids: Vec<&Value> = reply.iter().map(|m| &m["id"]).collect();
@@ -751,7 +776,8 @@ async fn a_batch_is_processed_in_order_with_queued_messages_first() {
             &json!("p1"),
             &json!("p2"),
             &json!("u"),
-            &json!("p3")
+            &json!("p3"),
+            &json!("c")
         ]
     );
     assert_eq!(reply[0]["data"], 1);
@@ -970,4 +996,54 @@ async fn numbers_in_published_data_reach_subscribers_unaltered() {
     assert_eq!(data["sum"].as_f64(), Some(0.1 + 0.2), "{data}");
     assert_eq!(data["pi"].as_f64(), Some(std::f64::consts::PI), "{data}");
     assert_eq!(data["max"].as_u64(), Some(u64::MAX), "{data}");
+}
+
+/// An engine whose `/service/slow` listener waits until the returned gate is opened.
+fn slow_service_engine() -> (Bayeux, std::sync::Arc<tokio::sync::Notify>) {
+    let bayeux = engine();
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    bayeux.channel("/service/slow").unwrap().add_listener({
+        let gate = gate.clone();
+        move |event| {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                event.proceed()
+            }
+        }
+    });
+    (bayeux, gate)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_service_listener_does_not_hold_back_deliveries_to_its_client() {
+    let (bayeux, gate) = slow_service_engine();
+    let client = Client::connected(&bayeux).await;
+    client.subscribe("/news").await;
+    let held = tokio::spawn({
+        let client = client.clone();
+        async move { client.connect(None).await }
+    });
+    settle().await;
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .publish("/service/slow", json!("take your time"))
+                .await
+        }
+    });
+    settle().await;
+    let start = Instant::now();
+    bayeux.publish("/news", json!("now")).await.unwrap();
+    let reply = held.await.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "the connect returns at once"
+    );
+    assert_eq!(deliveries(&reply)[0]["data"], "now");
+    assert!(!slow.is_finished(), "the listener still runs");
+    gate.notify_one();
+    assert_eq!(slow.await.unwrap()[0]["successful"], true);
 }

@@ -44,7 +44,8 @@ async fn service_replies_to_one_session_reach_no_other_whatever_it_subscribes_to
             "{pattern}"
         );
     }
-    let reply = victim.publish("/service/echo", json!("secret")).await;
+    victim.publish("/service/echo", json!("secret")).await;
+    let reply = victim.connect(Some(0)).await;
     assert_eq!(deliveries(&reply)[0]["data"], "secret");
     let spied = spy.connect(Some(0)).await;
     assert!(deliveries(&spied).is_empty(), "{spied:?}");

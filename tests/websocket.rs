@@ -665,3 +665,50 @@ async fn a_remote_call_answer_and_its_reply_are_both_recognisable() {
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_service_listener_does_not_hold_back_pushes_on_its_socket() {
+    let bayeux = engine();
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    bayeux.channel("/service/slow").unwrap().add_listener({
+        let gate = gate.clone();
+        move |event| {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                event.proceed()
+            }
+        }
+    });
+    let mut socket = Socket::connected(&bayeux).await;
+    socket
+        .call(json!({"channel": "/meta/subscribe", "subscription": "/news"}))
+        .await;
+    let connect = socket.connect_message(None);
+    socket.send(vec![connect]).await;
+    socket
+        .send(vec![
+            json!({"id": "slow", "channel": "/service/slow", "data": 1}),
+        ])
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let start = Instant::now();
+    bayeux.publish("/news", json!("now")).await.unwrap();
+    let pushed = tokio::time::timeout(Duration::from_secs(5), socket.recv())
+        .await
+        .expect("pushed while the listener runs");
+    assert_eq!(pushed, vec![json!({"channel": "/news", "data": "now"})]);
+    assert_eq!(start.elapsed(), Duration::ZERO, "pushed at once");
+    // Frames sent meanwhile wait for the slow one: the client's messages keep their order.
+    socket
+        .send(vec![
+            json!({"id": "after", "channel": "/meta/subscribe", "subscription": "/b"}),
+        ])
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    gate.notify_one();
+    let reply = socket.recv().await;
+    assert_eq!(reply[0]["id"], "slow");
+    assert_eq!(reply[0]["successful"], true);
+    assert_eq!(socket.recv().await[0]["id"], "after");
+}

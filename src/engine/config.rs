@@ -116,6 +116,7 @@ pub(crate) struct Config {
     pub(crate) max_sessions: Option<usize>,
     pub(crate) queue: QueueLimits,
     pub(crate) shutdown_jitter: Duration,
+    pub(crate) meta_connect_delivery_only: bool,
     pub(crate) policy: Option<Arc<dyn ErasedPolicy>>,
     pub(crate) extensions: Vec<Arc<dyn ErasedExtension>>,
     #[cfg(feature = "websocket")]
@@ -152,6 +153,7 @@ impl Default for Config {
                 policy: QueueFullPolicy::DropOldest,
             },
             shutdown_jitter: Duration::from_secs(5),
+            meta_connect_delivery_only: true,
             policy: None,
             extensions: Vec::new(),
             #[cfg(feature = "websocket")]
@@ -486,6 +488,25 @@ impl BayeuxBuilder {
     /// Default: 5 seconds.
     pub fn shutdown_jitter(mut self, jitter: Duration) -> Self {
         self.config.shutdown_jitter = jitter;
+        self
+    }
+
+    /// Whether the messages queued for a long-polling or callback-polling session travel only
+    /// on the replies to its `/meta/connect`s (CometD's `metaConnectDeliveryOnly`).
+    ///
+    /// Default: `true`, which keeps every publisher's messages in order for every subscriber.
+    /// An HTTP client has two connections: one holds its connect, the other carries its
+    /// publishes and subscribes. With this on, a session's messages leave through one reply
+    /// stream, the connect's, and the client sends its next connect only after it has the reply
+    /// to the previous one. With `false`, queued messages also ride on the reply to any other
+    /// request of the session (as on the CometD servers by default): a client's own echo then
+    /// comes back on its publish reply instead of waking its held connect, which saves a
+    /// response per echo, but two replies carrying messages can be in flight at once and the
+    /// client processes whichever arrives first, so a later message can overtake an earlier
+    /// one. Websocket sessions are not affected (one connection keeps its order), nor are
+    /// sessions using the ack extension (their messages travel on connect replies only).
+    pub fn meta_connect_delivery_only(mut self, only: bool) -> Self {
+        self.config.meta_connect_delivery_only = only;
         self
     }
 

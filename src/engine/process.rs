@@ -19,7 +19,7 @@ use crate::protocol::{
 
 use super::channel::MessageEvent;
 use super::event::{RemoveReason, ServerEvent};
-use super::session::{BatchGuard, Delivery, HeldSlot, Wake};
+use super::session::{Delivery, HeldSlot, Wake};
 use super::{Bayeux, ServerSession, random_id};
 
 /// The transport a batch arrived on.
@@ -37,7 +37,7 @@ pub(crate) enum TransportKind {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Connection {
     /// The browser cookie's value, if the request carried one.
-    pub(crate) browser: Option<String>,
+    pub(crate) browser: Option<Arc<str>>,
     pub(crate) kind: TransportKind,
 }
 
@@ -46,6 +46,17 @@ impl Connection {
     /// `max_sessions_per_browser`; a websocket holds its connect on its own socket.
     fn polls_over_http(&self) -> bool {
         self.kind != TransportKind::WebSocket
+    }
+}
+
+impl Bayeux {
+    /// Whether queued deliveries may ride on the reply to a request that holds no
+    /// `/meta/connect`. Over HTTP a session's replies travel on several connections and its
+    /// client processes them as they complete, so unless the user chose otherwise its queue
+    /// leaves only through connect replies, one at a time, and keeps its order. A websocket's
+    /// replies share one connection, in order.
+    fn delivers_on_any_reply(&self, connection: &Connection) -> bool {
+        connection.kind == TransportKind::WebSocket || !self.inner.config.meta_connect_delivery_only
     }
 }
 
@@ -102,11 +113,18 @@ pub(crate) struct HeldConnect {
 
 impl HeldConnect {
     pub(crate) async fn wait(mut self) -> ConnectEnd {
-        let wake = match tokio::time::timeout(self.hold, &mut self.wake).await {
-            Ok(Ok(wake)) => Some(wake),
-            // The slot was dropped without a word: treat it as a wake-up and look at the state.
-            Ok(Err(_)) => Some(Wake::Messages),
-            Err(_elapsed) => None,
+        let deadline = Instant::now() + self.hold;
+        let wake = loop {
+            let wake = match tokio::time::timeout_at(deadline, &mut self.wake).await {
+                Ok(Ok(wake)) => Some(wake),
+                // The slot was dropped without a word: treat it as a wake-up and look at the
+                // state.
+                Ok(Err(_)) => Some(Wake::Messages),
+                Err(_elapsed) => None,
+            };
+            if wake != Some(Wake::Messages) || !self.rearm() {
+                break wake;
+            }
         };
         let reply = self.reply.take().unwrap_or_default();
         self.release();
@@ -129,6 +147,27 @@ impl HeldConnect {
             queued,
             reply: kept.then_some(reply),
         }
+    }
+
+    /// Goes back to waiting when the messages that woke this connect were taken by another
+    /// reply of the session in the meantime (with delivery on every reply): an empty connect
+    /// reply would only cost the client a round trip. Returns whether it waits again.
+    fn rearm(&mut self) -> bool {
+        let mut state = self.session.0.state.lock();
+        if !state.queue.is_empty()
+            || state.held.is_some()
+            || state.removed.is_some()
+            || state.next_generation != self.generation
+        {
+            return false;
+        }
+        let (tx, rx) = oneshot::channel();
+        state.held = Some(HeldSlot {
+            generation: self.generation,
+            wake: tx,
+        });
+        self.wake = rx;
+        true
     }
 
     /// Gives up the slot and the browser's long-poll if they are still this connect's.
@@ -227,14 +266,6 @@ impl Bayeux {
             .find_map(|m| m.client_id.as_deref())
             .and_then(|id| self.lookup(id, connection));
         let single = messages.len() == 1;
-        let lone_connect = single && messages[0].channel == meta::CONNECT;
-        // Deliveries caused while processing ride on this response instead of waking the
-        // session's held connect (unless this request is that connect).
-        let batch: Option<BatchGuard> = session
-            .as_ref()
-            .filter(|_| !lone_connect)
-            .map(ServerSession::begin_batch);
-
         let mut answered = Vec::with_capacity(messages.len());
         let mut held = None;
         for message in messages {
@@ -250,26 +281,25 @@ impl Bayeux {
         }
         let queued = match (&session, &held) {
             (Some(session), None) => {
-                // Acknowledged deliveries ride only on a connect reply, which then closes a batch.
                 let connect = answered.iter_mut().find(|(owner, _, reply)| {
                     owner.is_some()
                         && reply.channel == meta::CONNECT
                         && reply.successful == Some(true)
                 });
                 match connect {
-                    Some((_, _, reply)) if session.is_ack_enabled() => {
+                    Some((_, _, reply)) => {
                         let (queued, batch) = session.drain_for_connect();
                         if let Some(batch) = batch {
                             reply.ext_mut().insert("ack".to_owned(), batch.into());
                         }
                         queued
                     }
-                    _ => session.drain(),
+                    None if self.delivers_on_any_reply(connection) => session.drain(),
+                    None => Vec::new(),
                 }
             }
             _ => Vec::new(),
         };
-        drop(batch);
         let mut replies = Vec::with_capacity(answered.len());
         for (owner, request, mut reply) in answered {
             if self
@@ -430,7 +460,7 @@ impl Bayeux {
         // websocket cannot receive a cookie after its upgrade: without one, its session is
         // bound to the connection and found again by clientId alone.
         let (browser, new_browser) = match (&connection.browser, connection.kind) {
-            (Some(browser), _) => (Some(Arc::<str>::from(browser.as_str())), None),
+            (Some(browser), _) => (Some(browser.clone()), None),
             (None, TransportKind::WebSocket) => (None, None),
             (None, _) => {
                 let browser = random_id();
@@ -910,7 +940,7 @@ mod tests {
             .build();
         let (first, browser) = handshake(&bayeux, &Connection::default()).await;
         let connection = Connection {
-            browser: browser.map(|b| b.to_string()),
+            browser,
             ..Connection::default()
         };
         let mut ids = vec![first];

@@ -60,9 +60,6 @@ pub(crate) struct SessionState {
     pub(crate) subscriptions: HashSet<ChannelName>,
     pub(crate) held: Option<HeldSlot>,
     pub(crate) next_generation: u64,
-    /// Requests of this session being processed: while non-zero, deliveries do not wake the
-    /// held connect, they ride on the response being built.
-    pub(crate) batching: u32,
     /// Whether a connect reply has been sent (the first connect is never held).
     pub(crate) connected: bool,
     /// When the sweeper removes the session; `None` while a connect is being processed or held.
@@ -100,9 +97,11 @@ impl Flush {
 }
 
 impl SessionState {
-    /// Who to wake for the queued deliveries, if anyone should be woken now.
+    /// Who to wake for the queued deliveries, if anyone should be woken now. Deliveries wake
+    /// the session's writer at once, also while a request of the session is being processed:
+    /// holding them for that request's reply would make its queue leave through two replies.
     fn flush(&mut self) -> Flush {
-        if self.batching > 0 || self.queue.is_empty() {
+        if self.queue.is_empty() {
             return Flush::Nobody;
         }
         match &self.push {
@@ -170,7 +169,6 @@ impl ServerSession {
                 subscriptions: HashSet::new(),
                 held: None,
                 next_generation: 0,
-                batching: 0,
                 connected: false,
                 expire_at: None,
                 removed: None,
@@ -294,8 +292,7 @@ impl ServerSession {
     }
 
     /// Queues a delivery within the queue's bound and wakes whoever writes it (the websocket
-    /// connection, or else the held connect) unless a request of this session is being
-    /// processed. `None` if the session is removed.
+    /// connection, or else the held connect). `None` if the session is removed.
     pub(crate) fn enqueue(&self, delivery: Delivery) -> Option<Push> {
         let (push, flush) = {
             let mut state = self.0.state.lock();
@@ -366,25 +363,5 @@ impl ServerSession {
     /// The client received every batch up to `batch`; see [`Queue::acknowledge`].
     pub(crate) fn acknowledge(&self, batch: u64) -> bool {
         self.0.state.lock().queue.acknowledge(batch)
-    }
-
-    /// Marks a request of this session as being processed until the guard is dropped.
-    pub(crate) fn begin_batch(&self) -> BatchGuard {
-        self.0.state.lock().batching += 1;
-        BatchGuard(self.clone())
-    }
-}
-
-/// Ends a session batch when dropped; wakes the held connect if deliveries were left queued.
-pub(crate) struct BatchGuard(ServerSession);
-
-impl Drop for BatchGuard {
-    fn drop(&mut self) {
-        let flush = {
-            let mut state = self.0.0.state.lock();
-            state.batching -= 1;
-            state.flush()
-        };
-        flush.send();
     }
 }

@@ -1,6 +1,8 @@
 //! What the HTTP polling transports share: processing a batch, holding a connect, setting the
 //! browser cookie and the headers listeners added.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -32,7 +34,7 @@ where
 {
     let cookie = &bayeux.inner.config.cookie;
     let connection = Connection {
-        browser: cookie.find(&parts.headers).map(str::to_owned),
+        browser: cookie.find(&parts.headers).map(Arc::from),
         kind,
     };
     let context = RequestContext::new(parts);

@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Message as Frame, Utf8Bytes};
 
 use crate::context::RequestContext;
-use crate::engine::process::{ConnectEnd, Connection, TransportKind};
+use crate::engine::process::{BatchError, BatchOutcome, ConnectEnd, Connection, TransportKind};
 use crate::engine::{Bayeux, ServerSession};
 use crate::protocol::{ParseError, parse_messages_with};
 
@@ -106,6 +106,7 @@ pub(crate) fn upgrade<B>(bayeux: Bayeux, mut request: Request<B>) -> Response<Fu
 }
 
 type HeldReply = Pin<Box<dyn Future<Output = ConnectEnd> + Send>>;
+type Processing = Pin<Box<dyn Future<Output = Result<BatchOutcome, BatchError>> + Send>>;
 
 /// Why a connection ends.
 enum Close {
@@ -125,6 +126,10 @@ struct WebSocketConnection<S> {
     /// The session whose deliveries this connection pushes.
     session: Option<ServerSession>,
     held: Option<HeldReply>,
+    /// The batch being processed. Meanwhile the connection keeps pushing deliveries and
+    /// answering its held connect (a slow listener does not hold them back), but reads no
+    /// further frame, so the client's messages are processed in the order it sent them.
+    processing: Option<Processing>,
 }
 
 impl Bayeux {
@@ -149,7 +154,7 @@ impl Bayeux {
             .max_frame_size(Some(limit));
         let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
         static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
-        let browser = config.cookie.find(&request.headers).map(str::to_owned);
+        let browser = config.cookie.find(&request.headers).map(Arc::from);
         let connection = WebSocketConnection {
             bayeux: self.clone(),
             socket,
@@ -162,6 +167,7 @@ impl Bayeux {
             notify: Arc::new(Notify::new()),
             session: None,
             held: None,
+            processing: None,
         };
         connection.run().await;
     }
@@ -177,6 +183,13 @@ where
         let mut shutdown = self.bayeux.inner.shutdown.subscribe();
         let close = loop {
             if *shutdown.borrow_and_update() {
+                // A batch being processed is finished and answered first.
+                if let Some(processing) = self.processing.take() {
+                    let timeout = self.bayeux.inner.config.websocket_write_timeout;
+                    if let Ok(outcome) = tokio::time::timeout(timeout, processing).await {
+                        let _ = self.answer(outcome).await;
+                    }
+                }
                 // The shutdown answered the held connect and left what is queued: send both.
                 if let Some(ended) = self.held.take().and_then(|held| held.now_or_never())
                     && let ConnectEnd::Reply { queued, reply } = ended
@@ -211,11 +224,18 @@ where
                     tokio::task::yield_now().await;
                     self.push().await
                 }
-                incoming = self.socket.next() => {
+                outcome = async { self.processing.as_mut().expect("guarded").await }, if self.processing.is_some() => {
+                    self.processing = None;
                     deadline = Instant::now() + idle;
-                    self.receive(incoming).await
+                    self.answer(outcome).await
                 }
-                () = tokio::time::sleep_until(deadline) => Err(Close::With(CloseCode::Away, "idle")),
+                incoming = self.socket.next(), if self.processing.is_none() => {
+                    deadline = Instant::now() + idle;
+                    self.receive(incoming)
+                }
+                () = tokio::time::sleep_until(deadline), if self.processing.is_none() => {
+                    Err(Close::With(CloseCode::Away, "idle"))
+                }
                 _ = shutdown.changed() => Ok(()),
             };
             if let Err(close) = step {
@@ -237,10 +257,10 @@ where
     }
 
     /// Handles what the socket yielded.
-    async fn receive(&mut self, incoming: Option<Result<Frame, WsError>>) -> Result<(), Close> {
+    fn receive(&mut self, incoming: Option<Result<Frame, WsError>>) -> Result<(), Close> {
         match incoming {
             None | Some(Ok(Frame::Close(_))) => Err(Close::Quietly),
-            Some(Ok(Frame::Text(text))) => self.batch(text.as_bytes()).await,
+            Some(Ok(Frame::Text(text))) => self.batch(text.as_bytes()),
             Some(Ok(Frame::Binary(_))) => Err(Close::With(
                 CloseCode::Unsupported,
                 "Bayeux messages travel in text frames",
@@ -257,8 +277,8 @@ where
         }
     }
 
-    /// Processes one frame's batch and writes its reply.
-    async fn batch(&mut self, text: &[u8]) -> Result<(), Close> {
+    /// Starts processing one frame's batch.
+    fn batch(&mut self, text: &[u8]) -> Result<(), Close> {
         let messages = match parse_messages_with(text, &self.bayeux.parse_limits()) {
             Ok(messages) => messages,
             Err(ParseError::TooManyMessages(_) | ParseError::MessageTooLarge(_)) => {
@@ -271,23 +291,23 @@ where
                 ));
             }
         };
-        // Boxed: inline, the processing future's size would stay reserved in the connection's
-        // task for as long as the socket is open.
-        let outcome = match self
-            .context
-            .clone()
-            .scope(Box::pin(
-                self.bayeux.process_batch(messages, &self.connection),
-            ))
-            .await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                return Err(Close::With(
-                    CloseCode::Policy,
-                    "a /meta/handshake must be sent alone",
-                ));
-            }
+        let (bayeux, connection) = (self.bayeux.clone(), self.connection.clone());
+        let context = self.context.clone();
+        self.processing = Some(Box::pin(async move {
+            context
+                .scope(bayeux.process_batch(messages, &connection))
+                .await
+        }));
+        Ok(())
+    }
+
+    /// Writes the reply to a processed batch.
+    async fn answer(&mut self, outcome: Result<BatchOutcome, BatchError>) -> Result<(), Close> {
+        let Ok(outcome) = outcome else {
+            return Err(Close::With(
+                CloseCode::Policy,
+                "a /meta/handshake must be sent alone",
+            ));
         };
         if let Some(session) = &outcome.session {
             self.bind(session);

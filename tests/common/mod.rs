@@ -123,8 +123,8 @@ impl Client {
             .to_string()
     }
 
-    /// Posts messages, adding `clientId` and an `id` to each; returns the raw reply.
-    pub async fn post(&self, path: &str, mut messages: Vec<Value>) -> Reply {
+    /// Adds this session's `clientId`, and an `id` where there is none, to each message.
+    pub fn stamp(&self, mut messages: Vec<Value>) -> Vec<Value> {
         for message in &mut messages {
             let object = message.as_object_mut().unwrap();
             object.insert("clientId".into(), json!(self.client_id));
@@ -132,6 +132,12 @@ impl Client {
                 object.insert("id".into(), json!(self.next_id()));
             }
         }
+        messages
+    }
+
+    /// Posts messages, adding `clientId` and an `id` to each; returns the raw reply.
+    pub async fn post(&self, path: &str, messages: Vec<Value>) -> Reply {
+        let messages = self.stamp(messages);
         post(
             &self.bayeux,
             path,
