@@ -8,7 +8,9 @@
 //! and `/chat/**`, and long-polls. What it shows:
 //!
 //! - `Router::layer(BayeuxLayer::new(bayeux))`: Bayeux at `/cometd`, the app's routes elsewhere;
-//! - outer layers run first: CORS answers preflights, and the auth middleware turns
+//! - outer layers run first: CORS answers preflights (for websockets, which CORS does not
+//!   cover, the engine checks `Origin` against the same front-end origin), and the auth
+//!   middleware turns
 //!   `Authorization: Bearer <name>` (or `X-User: <name>`) into a `User` request extension;
 //! - the engine reads that extension through `tower_bayeux::context::current()`: a
 //!   `SecurityPolicy` lets only identified users publish to `/chat/**`, `/service/whoami`
@@ -131,7 +133,12 @@ async fn shutdown(bayeux: Bayeux) {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
 
-    let bayeux = Bayeux::builder().security_policy(Policy).build();
+    // CORS does not govern websockets: the engine checks their `Origin` itself, and the
+    // front-end origin allowed to call `/cometd` may open websockets there too.
+    let bayeux = Bayeux::builder()
+        .security_policy(Policy)
+        .websocket_allowed_origin(args.allow_origin.clone())
+        .build();
     services(&bayeux)?;
     tokio::spawn(clock(bayeux.clone()));
 

@@ -11,7 +11,10 @@
 //! - `/service/call`: answers a client's `remoteCall` with `{echo: data}` in the reply;
 //! - `/service/whoami`: answers on `/service/whoami` with the `User-Agent` and `X-Test-Header`
 //!   of the HTTP request that carried the message, read through the request context;
-//! - the ack and timesync extensions (inert for clients that do not ask for them);
+//! - every built-in extension: ack and timesync (inert for clients that do not ask for them)
+//!   and timestamp (a `timestamp` on every message the server sends);
+//! - websocket upgrades from its own origin, from `http://allowed.test` and without `Origin`
+//!   (others get `403`), and callback-polling (JSONP) enabled;
 //! - a policy refusing handshakes with `ext.auth.deny == true`, subscriptions under
 //!   `/forbidden/**` and client publishes under `/readonly/**`.
 //!
@@ -27,7 +30,7 @@ use std::time::Duration;
 use axum::Router;
 use clap::Parser;
 use serde_json::{Value, json};
-use tower_bayeux::ext::{AckExtension, TimesyncExtension};
+use tower_bayeux::ext::{AckExtension, TimestampExtension, TimesyncExtension};
 use tower_bayeux::{
     Bayeux, BayeuxLayer, ChannelName, Message, SecurityPolicy, ServerSession, context,
 };
@@ -168,7 +171,10 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .security_policy(ConformancePolicy)
         .extension(AckExtension::new())
         .extension(TimesyncExtension::new())
+        .extension(TimestampExtension::new())
         .websocket(!args.no_websocket)
+        .websocket_allowed_origin("http://allowed.test")
+        .callback_polling(true)
         .build();
     services(&bayeux)?;
 

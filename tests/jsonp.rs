@@ -14,7 +14,10 @@ use tokio::time::Instant;
 use tower_bayeux::Bayeux;
 
 fn engine() -> Bayeux {
-    Bayeux::builder().timeout(Duration::from_secs(10)).build()
+    Bayeux::builder()
+        .timeout(Duration::from_secs(10))
+        .callback_polling(true)
+        .build()
 }
 
 fn encode(value: &str) -> String {
@@ -162,7 +165,10 @@ async fn unsafe_callback_names_are_refused() {
 
 #[tokio::test]
 async fn bad_messages_are_refused() {
-    let bayeux = Bayeux::builder().max_body_size(256).build();
+    let bayeux = Bayeux::builder()
+        .max_body_size(256)
+        .callback_polling(true)
+        .build();
     for query in [
         "jsonp=cb".to_owned(),
         format!("jsonp=cb&message={}", encode("not json")),
@@ -187,11 +193,15 @@ async fn bad_messages_are_refused() {
 }
 
 #[tokio::test]
-async fn a_disabled_callback_polling_transport_is_refused_and_not_advertised() {
-    let bayeux = Bayeux::builder().callback_polling(false).build();
+async fn callback_polling_is_off_by_default_refused_and_not_advertised() {
+    let bayeux = Bayeux::builder().build();
     let messages = json!([{"channel": "/meta/handshake", "version": "1.0"}]);
     let reply = jsonp(&bayeux, "cb", messages, None).await;
-    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("disabled"), "{}", reply.body);
+    assert!(!reply.body.contains("cb("), "no script: {}", reply.body);
+    assert!(reply.headers.get(header::SET_COOKIE).is_none());
+    assert_eq!(bayeux.session_count(), 0, "nothing was processed");
     let body = json!([common::handshake_message("1")]).to_string();
     let handshake = common::post(&bayeux, "/cometd/handshake", None, &body)
         .await

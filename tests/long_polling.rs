@@ -50,7 +50,8 @@ async fn handshake_reply_carries_the_protocol_fields_and_the_browser_cookie() {
     assert_eq!(m["minimumVersion"], "1.0");
     assert_eq!(
         m["supportedConnectionTypes"],
-        json!(["websocket", "long-polling", "callback-polling"])
+        json!(["websocket", "long-polling"]),
+        "callback-polling is off by default"
     );
     assert_eq!(
         m["advice"],
@@ -290,6 +291,26 @@ async fn unknown_sessions_get_session_unknown_with_handshake_advice() {
         .messages();
     assert_eq!(m[0]["error"], "402::session_unknown");
     assert!(m[0].get("advice").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn trusted_client_sessions_need_no_cookie_but_refuse_another_browsers() {
+    let bayeux = Bayeux::builder()
+        .timeout(Duration::from_secs(10))
+        .trust_client_session(true)
+        .build();
+    let client = Client::connected(&bayeux).await;
+    let other = Client::connected(&bayeux).await;
+    // A client that keeps no cookie (such as one refusing cookies of an IP-address host).
+    let mut cookieless = client.clone();
+    cookieless.cookie = String::new();
+    assert_eq!(cookieless.subscribe("/x").await["successful"], true);
+    bayeux.publish("/x", json!("reached")).await.unwrap();
+    let reply = cookieless.connect(Some(0)).await;
+    assert_eq!(deliveries(&reply)[0]["data"], "reached");
+    let mut thief = client.clone();
+    thief.cookie = other.cookie.clone();
+    assert_eq!(thief.subscribe("/y").await["error"], "402::session_unknown");
 }
 
 #[tokio::test(start_paused = true)]

@@ -173,7 +173,11 @@ async fn long_polling_keeps_per_publisher_order_for_clients_that_publish_too() {
 #[cfg(feature = "jsonp")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_polling_keeps_per_publisher_order_for_clients_that_publish_too() {
-    let bayeux = engine();
+    let bayeux = Bayeux::builder()
+        .timeout(Duration::from_secs(2))
+        .max_sessions_per_browser(None)
+        .callback_polling(true)
+        .build();
     assert_in_order(&chat_room(&bayeux, Http::CallbackPolling).await);
 }
 

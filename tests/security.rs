@@ -7,10 +7,14 @@
 //! Covered elsewhere, by name:
 //! - meta channels are matched exactly and clients cannot publish to `/meta/**`:
 //!   `long_polling::meta_channels_are_matched_exactly_and_clients_cannot_publish_to_them`;
-//! - a `clientId` without its browser cookie reaches nothing:
+//! - a `clientId` without its browser cookie reaches nothing over HTTP (unless the user trusts
+//!   client sessions), and with another browser's cookie nothing on any transport:
 //!   `long_polling::a_client_id_without_its_browser_cookie_does_not_reach_the_session`,
-//!   `websocket::a_long_polling_session_is_not_taken_over_by_a_websocket_without_its_cookie`,
+//!   `long_polling::trusted_client_sessions_need_no_cookie_but_refuse_another_browsers`,
+//!   `websocket::a_session_handshaken_over_http_continues_on_a_websocket_without_another_cookie`,
 //!   `jsonp::a_session_runs_entirely_over_callback_polling`;
+//! - cross-site websocket hijacking: `websocket::websocket_upgrades_from_other_sites_are_refused`;
+//! - JSONP is off unless enabled: `jsonp::callback_polling_is_off_by_default_refused_and_not_advertised`;
 //! - JSONP callback injection: `jsonp::unsafe_callback_names_are_refused`;
 //! - hostile input never panics: `hostile`.
 

@@ -272,14 +272,29 @@ async fn a_client_reconnecting_on_a_new_socket_keeps_its_session() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_long_polling_session_is_not_taken_over_by_a_websocket_without_its_cookie() {
+async fn a_session_handshaken_over_http_continues_on_a_websocket_without_another_cookie() {
     let bayeux = engine();
     let http = Client::connected(&bayeux).await;
-    let mut thief = Socket::open(&bayeux).await;
+    http.subscribe("/news").await;
+    // Another browser's cookie does not reach the session.
+    let other = Client::handshaken(&bayeux, None).await;
+    let request = Request::get("/cometd").header(header::COOKIE, &other.cookie);
+    let mut thief = Socket::open_with(&bayeux, request, 64 * 1024).await;
     thief.client_id = http.client_id.clone();
     let reply = thief.call(thief.connect_message(Some(0))).await;
     assert_eq!(reply[0]["error"], "402::session_unknown");
-    // With the browser cookie on the upgrade request, the same browser may move over.
+    // Without a cookie (Faye's client upgrades so), the clientId continues the session, as on
+    // CometD's websocket transport.
+    let mut cookieless = Socket::open(&bayeux).await;
+    cookieless.client_id = http.client_id.clone();
+    let reply = cookieless.call(cookieless.connect_message(Some(0))).await;
+    assert_eq!(reply[0]["successful"], true, "{reply:?}");
+    bayeux.publish("/news", json!("here")).await.unwrap();
+    assert_eq!(
+        cookieless.recv().await,
+        vec![json!({"channel": "/news", "data": "here"})]
+    );
+    // With the browser cookie, the same browser may move over too.
     let request = Request::get("/cometd").header(header::COOKIE, &http.cookie);
     let mut owner = Socket::open_with(&bayeux, request, 64 * 1024).await;
     owner.client_id = http.client_id.clone();
@@ -516,7 +531,7 @@ async fn a_disabled_websocket_transport_is_refused_and_not_advertised() {
         .messages();
     assert_eq!(
         handshake[0]["supportedConnectionTypes"],
-        json!(["long-polling", "callback-polling"])
+        json!(["long-polling"])
     );
 }
 
@@ -711,4 +726,89 @@ async fn a_slow_service_listener_does_not_hold_back_pushes_on_its_socket() {
     assert_eq!(reply[0]["id"], "slow");
     assert_eq!(reply[0]["successful"], true);
     assert_eq!(socket.recv().await[0]["id"], "after");
+}
+
+/// Sends a websocket upgrade for `/cometd` with these extra header lines over a new TCP
+/// connection to `addr`; returns the response head (lowercase) and the stream.
+async fn raw_upgrade(addr: std::net::SocketAddr, extra: &str) -> (String, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /cometd HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    (String::from_utf8(head).unwrap().to_ascii_lowercase(), tcp)
+}
+
+/// Serves `bayeux` under axum on a free port.
+async fn serve(bayeux: &Bayeux) -> std::net::SocketAddr {
+    let app = axum::Router::new()
+        .fallback(|| async { "inner" })
+        .layer(tower_bayeux::BayeuxLayer::new(bayeux.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// Handshakes over an upgraded connection; returns whether it succeeded.
+async fn handshakes(tcp: tokio::net::TcpStream) -> bool {
+    let mut ws = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+    ws.send(Frame::text(
+        r#"[{"id":"1","channel":"/meta/handshake","version":"1.0"}]"#,
+    ))
+    .await
+    .unwrap();
+    let Some(Ok(Frame::Text(reply))) = ws.next().await else {
+        return false;
+    };
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    reply[0]["successful"] == true
+}
+
+#[tokio::test]
+async fn websocket_upgrades_from_other_sites_are_refused() {
+    let bayeux = Bayeux::builder()
+        .websocket_allowed_origin("https://app.example.com")
+        .build();
+    let addr = serve(&bayeux).await;
+    for origin in [
+        "http://evil.test".to_owned(),
+        "null".to_owned(),
+        "https://app.example.com.evil.test".to_owned(),
+        format!("http://127.0.0.1:{}", addr.port() + 1),
+        format!("https://localhost:{}", addr.port()),
+    ] {
+        let (head, _) = raw_upgrade(addr, &format!("Origin: {origin}\r\n")).await;
+        assert!(head.starts_with("http/1.1 403"), "{origin}: {head}");
+        assert!(!head.contains("upgrade: websocket"), "{origin}: {head}");
+    }
+    assert_eq!(bayeux.session_count(), 0);
+    // The server keeps serving: its own origin, an allowed one, and clients without Origin.
+    for extra in [
+        format!("Origin: http://{addr}\r\n"),
+        "Origin: https://app.example.com\r\n".to_owned(),
+        String::new(),
+    ] {
+        let (head, tcp) = raw_upgrade(addr, &extra).await;
+        assert!(head.starts_with("http/1.1 101"), "{extra}: {head}");
+        assert!(handshakes(tcp).await, "{extra}");
+    }
+    assert_eq!(bayeux.session_count(), 3);
+}
+
+#[tokio::test]
+async fn the_origin_check_can_be_turned_off() {
+    let bayeux = Bayeux::builder().websocket_check_origin(false).build();
+    let addr = serve(&bayeux).await;
+    let (head, tcp) = raw_upgrade(addr, "Origin: http://evil.test\r\n").await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(handshakes(tcp).await);
 }

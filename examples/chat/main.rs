@@ -481,6 +481,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .max_interval(Duration::from_millis(args.max_interval_ms))
         .security_policy(ChatPolicy)
         .extension(AckExtension::new())
+        // For browsers that need it (and `?transport=callback-polling`); JSONP is off by default.
+        .callback_polling(true)
         .build();
     let chat = Arc::new(Chat {
         bayeux: bayeux.clone(),

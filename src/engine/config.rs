@@ -125,8 +125,14 @@ pub(crate) struct Config {
     pub(crate) websocket_idle_timeout: Option<Duration>,
     #[cfg(feature = "websocket")]
     pub(crate) websocket_write_timeout: Duration,
+    /// Origins allowed to open websockets besides the request's own, as given.
+    #[cfg(feature = "websocket")]
+    pub(crate) websocket_allowed_origins: Vec<String>,
+    #[cfg(feature = "websocket")]
+    pub(crate) websocket_check_origin: bool,
     #[cfg(feature = "jsonp")]
     pub(crate) callback_polling: bool,
+    pub(crate) trust_client_session: bool,
 }
 
 impl Default for Config {
@@ -162,8 +168,13 @@ impl Default for Config {
             websocket_idle_timeout: None,
             #[cfg(feature = "websocket")]
             websocket_write_timeout: Duration::from_secs(10),
+            #[cfg(feature = "websocket")]
+            websocket_allowed_origins: Vec::new(),
+            #[cfg(feature = "websocket")]
+            websocket_check_origin: true,
             #[cfg(feature = "jsonp")]
-            callback_polling: true,
+            callback_polling: false,
+            trust_client_session: false,
         }
     }
 }
@@ -556,13 +567,60 @@ impl BayeuxBuilder {
         self
     }
 
+    /// Adds an origin that may open websockets to the Bayeux path besides the page's own, as
+    /// browsers send it in the `Origin` header: `scheme://host` with an optional `:port`, such
+    /// as `"https://app.example.com"` (a default port may be given or left out). Origins are
+    /// compared exactly (scheme, host, port, ASCII case-insensitively); there are no patterns
+    /// or wildcards: add every origin. One that does not parse matches nothing.
+    ///
+    /// Default: none; only the request's own origin (the scheme, host and port of its `Host`
+    /// header) is accepted. See [`websocket_check_origin`](Self::websocket_check_origin).
+    #[cfg(feature = "websocket")]
+    pub fn websocket_allowed_origin(mut self, origin: impl Into<String>) -> Self {
+        self.config.websocket_allowed_origins.push(origin.into());
+        self
+    }
+
+    /// Whether websocket upgrades carrying an `Origin` header must come from the request's own
+    /// origin or an [allowed one](Self::websocket_allowed_origin); others get `403 Forbidden`
+    /// and no upgrade. Upgrades without `Origin` (clients that are not browsers) are accepted.
+    ///
+    /// Default: `true`. Browsers send cookies with a websocket upgrade whatever page opens it,
+    /// and CORS does not apply to websockets: without this check, a page on any site can open a
+    /// websocket to the Bayeux path with the user's cookies and read their messages when
+    /// sessions are authenticated by cookie. Turn it off only when nothing is authorised by
+    /// cookies, or when a layer in front checks `Origin` itself.
+    #[cfg(feature = "websocket")]
+    pub fn websocket_check_origin(mut self, check: bool) -> Self {
+        self.config.websocket_check_origin = check;
+        self
+    }
+
     /// Whether clients may use the `callback-polling` (JSONP) transport: `GET` requests with a
     /// `jsonp` callback name and the messages in `message` parameters.
     ///
-    /// Default: `true`.
+    /// Default: `false`. JSONP exists for browsers without CORS, and its replies are scripts that
+    /// any page may include: with cookie-based authentication a page on another site can make
+    /// the user's browser run a session and read its messages through it. Turn it on only for
+    /// old clients that need it, and not when sessions are authorised by cookies.
     #[cfg(feature = "jsonp")]
     pub fn callback_polling(mut self, enabled: bool) -> Self {
         self.config.callback_polling = enabled;
+        self
+    }
+
+    /// Whether an HTTP request without the browser cookie may continue a session by its
+    /// `clientId` alone (CometD's `trustClientSession`). A request carrying a different browser
+    /// cookie is refused either way.
+    ///
+    /// Default: `false`: a long-polling or callback-polling session is only reachable with the
+    /// browser cookie it was created with, so a leaked `clientId` is not enough to read its
+    /// messages. Turn it on for HTTP clients that do not keep cookies (some non-browser clients
+    /// drop cookies set for an IP-address host). Websocket upgrades without a cookie may always
+    /// continue a session by its `clientId`, as CometD's websocket transport allows: a
+    /// `clientId` is 160 random bits and only ever sent to its own client.
+    pub fn trust_client_session(mut self, trust: bool) -> Self {
+        self.config.trust_client_session = trust;
         self
     }
 

@@ -332,15 +332,22 @@ impl Bayeux {
         })
     }
 
-    /// The live session `id`, if the connection may use it: over HTTP the request must carry
-    /// the browser cookie the session was created with, so a leaked `clientId` alone does not
-    /// give access to a session.
+    /// The live session `id`, if the connection may use it. A request carrying a browser cookie
+    /// reaches only the sessions created with that cookie (or without one). A request without
+    /// the cookie reaches a cookie-bound session only over websocket (clients such as Faye's
+    /// handshake over HTTP, then upgrade without the cookie) or when the user trusts client
+    /// sessions; over HTTP a leaked `clientId` alone does not give access to a session.
     fn lookup(&self, id: &str, connection: &Connection) -> Option<ServerSession> {
         let session = self.session(id)?;
-        match &session.0.browser {
-            Some(browser) if connection.browser.as_deref() != Some(&**browser) => None,
-            _ => Some(session),
-        }
+        let allowed = match (&session.0.browser, &connection.browser) {
+            (None, _) => true,
+            (Some(bound), Some(sent)) => bound == sent,
+            (Some(_), None) => {
+                connection.kind == TransportKind::WebSocket
+                    || self.inner.config.trust_client_session
+            }
+        };
+        allowed.then_some(session)
     }
 
     async fn process_one(

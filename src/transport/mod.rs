@@ -6,6 +6,8 @@ mod http;
 mod jsonp;
 mod long_polling;
 #[cfg(feature = "websocket")]
+mod origin;
+#[cfg(feature = "websocket")]
 mod websocket;
 
 use ::http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -40,7 +42,13 @@ where
             unreachable!("websocket_enabled() is false without the feature")
         }
         #[cfg(feature = "jsonp")]
-        Method::GET if config.callback_polling_enabled() && jsonp::is_jsonp(&request) => {
+        Method::GET if jsonp::is_jsonp(&request) => {
+            if !config.callback_polling_enabled() {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "the callback-polling (JSONP) transport is disabled on this server",
+                );
+            }
             jsonp::serve(bayeux, request).await
         }
         Method::OPTIONS => {

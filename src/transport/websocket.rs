@@ -31,6 +31,7 @@ use crate::engine::process::{BatchError, BatchOutcome, ConnectEnd, Connection, T
 use crate::engine::{Bayeux, ServerSession};
 use crate::protocol::{ParseError, parse_messages_with};
 
+use super::origin::{self, Refused};
 use super::{ArrayWriter, error_response};
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -46,6 +47,14 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 /// task once hyper hands over the connection.
 pub(crate) fn upgrade<B>(bayeux: Bayeux, mut request: Request<B>) -> Response<Full<Bytes>> {
     let headers = request.headers();
+    let config = &bayeux.inner.config;
+    if config.websocket_check_origin
+        && let Err(Refused(reason)) =
+            origin::check(headers, request.uri(), &config.websocket_allowed_origins)
+    {
+        tracing::debug!(%reason, "websocket upgrade refused");
+        return error_response(StatusCode::FORBIDDEN, &reason);
+    }
     if !has_token(headers, header::CONNECTION, "upgrade") {
         return error_response(
             StatusCode::BAD_REQUEST,
