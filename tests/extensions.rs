@@ -622,3 +622,34 @@ async fn timestamps_are_http_dates_on_replies_and_broadcasts() {
         assert!(stamp.ends_with(" GMT"));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn outgoing_extensions_see_the_request_context_on_a_held_connects_reply() {
+    let bayeux = Bayeux::builder()
+        .timeout(Duration::from_secs(10))
+        .extension(common::ContextProbe)
+        .build();
+    let client = Client::connected(&bayeux).await;
+    let connect = |probe: &'static str| {
+        let body = Value::from(client.stamp(vec![client.connect_message(None)])).to_string();
+        http::Request::post("/cometd/connect")
+            .header(http::header::COOKIE, &client.cookie)
+            .header("x-probe", probe)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap()
+    };
+    // Answered at its timeout.
+    let reply = common::send(&bayeux, connect("timed out")).await.messages();
+    assert_eq!(reply[0]["ext"]["probe"], "timed out");
+    // Answered when a message wakes it, from a publish made outside any request.
+    client.subscribe("/wake").await;
+    let held = tokio::spawn({
+        let bayeux = bayeux.clone();
+        let request = connect("woken");
+        async move { common::send(&bayeux, request).await.messages() }
+    });
+    settle().await;
+    bayeux.publish("/wake", json!(1)).await.unwrap();
+    let reply = held.await.unwrap();
+    assert_eq!(reply.last().unwrap()["ext"]["probe"], "woken", "{reply:?}");
+}

@@ -425,7 +425,7 @@ async fn graceful_shutdown_of_an_axum_server_does_not_wait_for_held_connects() {
         let (url, cookie, body) = (url.clone(), cookie.clone(), connect(None));
         async move { raw_post(&url, Some(&cookie), &body).await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    held_connects(&bayeux, 1).await;
     let start = std::time::Instant::now();
     stop.send(()).unwrap();
     let (_, reply) = held.await.unwrap();
@@ -437,6 +437,127 @@ async fn graceful_shutdown_of_an_axum_server_does_not_wait_for_held_connects() {
         "{:?}",
         start.elapsed()
     );
+}
+
+/// Waits until the engine holds `n` connects.
+async fn held_connects(bayeux: &Bayeux, n: usize) {
+    while bayeux.stats().held_connects != n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Runs an axum server with `bayeux` on a runtime of its own, in a thread; `stop` starts its
+/// graceful shutdown (which calls `Bayeux::shutdown`). When `axum::serve` returns, the runtime
+/// is dropped at once, as a process exiting would drop it: whatever was not done is lost.
+/// The thread's handle joins once the runtime is gone.
+fn server_in_its_own_runtime(
+    bayeux: &Bayeux,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let bayeux = bayeux.clone();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().layer(tower_bayeux::BayeuxLayer::new(bayeux.clone()));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                    bayeux.shutdown().await;
+                })
+                .await
+                .unwrap();
+        });
+        runtime.shutdown_background();
+    });
+    (addr_rx.recv().unwrap(), stop, thread)
+}
+
+#[cfg(feature = "websocket")]
+#[tokio::test]
+async fn websockets_get_their_close_frame_before_a_graceful_shutdown_ends() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    /// An extension that takes a while over connect replies (as one asking a database would).
+    struct SlowConnectReplies;
+    impl tower_bayeux::Extension for SlowConnectReplies {
+        async fn outgoing(
+            &self,
+            _: Option<&tower_bayeux::ServerSession>,
+            _: Option<&tower_bayeux::Message>,
+            message: &mut tower_bayeux::Message,
+        ) -> bool {
+            if message.channel == "/meta/connect" {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            true
+        }
+    }
+
+    let bayeux = Bayeux::builder()
+        .timeout(Duration::from_secs(30))
+        .extension(SlowConnectReplies)
+        .build();
+    let (addr, stop, server) = server_in_its_own_runtime(&bayeux);
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let (mut ws, _) = tokio_tungstenite::client_async(
+            format!("ws://{addr}/cometd"),
+            tokio::net::TcpStream::connect(addr).await.unwrap(),
+        )
+        .await
+        .unwrap();
+        let mut call = async |message: Value| {
+            ws.send(Frame::text(json!([message]).to_string()))
+                .await
+                .unwrap();
+            let Some(Ok(Frame::Text(text))) = ws.next().await else {
+                panic!("a reply")
+            };
+            serde_json::from_str::<Value>(&text).unwrap()
+        };
+        let handshake = call(json!({"channel": "/meta/handshake", "version": "1.0"})).await;
+        let id = handshake[0]["clientId"].clone();
+        let connect = |timeout| {
+            json!({"channel": "/meta/connect", "clientId": id, "connectionType": "websocket",
+                "advice": {"timeout": timeout}})
+        };
+        call(connect(0)).await;
+        ws.send(Frame::text(json!([connect(30_000)]).to_string()))
+            .await
+            .unwrap();
+        sockets.push(ws);
+    }
+    held_connects(&bayeux, 3).await;
+    stop.send(()).unwrap();
+    // The server's runtime is gone: what it did not send before, it never will.
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+    for mut ws in sockets {
+        let Some(Ok(Frame::Text(text))) = ws.next().await else {
+            panic!("the held connect's reply")
+        };
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(reply[0]["channel"], "/meta/connect");
+        assert_eq!(reply[0]["advice"]["reconnect"], "retry");
+        match ws.next().await {
+            Some(Ok(Frame::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+            other => panic!("expected the close frame, got {other:?}"),
+        }
+    }
 }
 
 /// A POST over a fresh TCP connection: (the cookie it set, the JSON reply).
@@ -472,6 +593,99 @@ async fn raw_post(url: &str, cookie: Option<&str>, body: &str) -> (Option<String
         set_cookie,
         serde_json::from_str(body).unwrap_or(Value::Null),
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session-removed listeners
+// ---------------------------------------------------------------------------------------------
+
+/// A gate listeners wait at until the test opens it.
+fn gate() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(0))
+}
+
+/// Adds a removal listener that waits at `gate`, then records `name`.
+fn slow_listener(
+    bayeux: &Bayeux,
+    client: &Client,
+    gate: &Arc<tokio::sync::Semaphore>,
+    log: &Arc<Mutex<Vec<String>>>,
+    name: &str,
+) {
+    let (gate, log, name) = (gate.clone(), log.clone(), name.to_owned());
+    bayeux
+        .session(&client.client_id)
+        .unwrap()
+        .on_removed(move |_, reason| async move {
+            let _ = gate.acquire().await.unwrap();
+            log.lock().unwrap().push(format!("{name} {reason:?}"));
+        });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_removal_listener_holds_up_neither_a_publisher_nor_other_sessions() {
+    let bayeux = Bayeux::builder()
+        .max_queue_messages(1)
+        .queue_full_policy(QueueFullPolicy::Disconnect)
+        .max_interval(Duration::from_secs(1))
+        .sweep_period(Duration::from_millis(100))
+        .build();
+    let closed = gate();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    // A session whose queue overflows while its listener is stuck.
+    let overflowing = Client::connected(&bayeux).await;
+    overflowing.subscribe("/room").await;
+    slow_listener(&bayeux, &overflowing, &closed, &log, "overflowing");
+    for n in 0..3 {
+        tokio::time::timeout(Duration::from_secs(1), bayeux.publish("/room", json!(n)))
+            .await
+            .expect("the publisher does not wait on the listener")
+            .unwrap();
+    }
+    assert!(bayeux.session(&overflowing.client_id).is_none());
+    // Two sessions expiring in the same sweep: one listener stuck, the other runs.
+    let stuck = Client::connected(&bayeux).await;
+    slow_listener(&bayeux, &stuck, &closed, &log, "stuck");
+    let free = Client::connected(&bayeux).await;
+    let open = gate();
+    open.add_permits(1);
+    slow_listener(&bayeux, &free, &open, &log, "free");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(bayeux.session_count(), 0);
+    assert_eq!(*log.lock().unwrap(), ["free Timeout"]);
+    closed.add_permits(2);
+    settle().await;
+    let mut ran = log.lock().unwrap().clone();
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["free Timeout", "overflowing QueueFull", "stuck Timeout"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn removal_listeners_run_in_order_past_a_panic_and_shutdown_waits_for_them() {
+    let bayeux = Bayeux::builder().build();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let client = Client::connected(&bayeux).await;
+    let session = bayeux.session(&client.client_id).unwrap();
+    let first = log.clone();
+    session.on_removed(move |_, _| async move {
+        first.lock().unwrap().push("first".to_owned());
+        panic!("a listener bug");
+    });
+    let closed = gate();
+    slow_listener(&bayeux, &client, &closed, &log, "second");
+    let shutdown = tokio::spawn({
+        let bayeux = bayeux.clone();
+        async move { bayeux.shutdown().await }
+    });
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(*log.lock().unwrap(), ["first"]);
+    assert!(!shutdown.is_finished(), "shutdown waits for the listener");
+    closed.add_permits(1);
+    shutdown.await.unwrap();
+    assert_eq!(*log.lock().unwrap(), ["first", "second Shutdown"]);
 }
 
 // ---------------------------------------------------------------------------------------------

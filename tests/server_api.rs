@@ -567,6 +567,26 @@ async fn removal_listeners_tell_timeout_from_disconnect() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_removal_listener_added_too_late_runs_at_once_with_the_reason() {
+    let bayeux = engine();
+    let client = Client::connected(&bayeux).await;
+    let session = bayeux.session(&client.client_id).unwrap();
+    client
+        .send(vec![json!({"channel": "/meta/disconnect"})])
+        .await;
+    assert!(session.is_removed());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A plain `FnOnce`: it owns the sender and runs once.
+    session.on_removed(move |removed, reason| async move {
+        tx.send((removed.id().to_owned(), reason)).unwrap();
+    });
+    assert_eq!(
+        rx.await.unwrap(),
+        (client.client_id.clone(), RemoveReason::Disconnected)
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_context_reaches_listeners_and_edits_the_response() {
     let bayeux = engine();
     let seen = log();

@@ -812,3 +812,21 @@ async fn the_origin_check_can_be_turned_off() {
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(handshakes(tcp).await);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_held_connects_reply_sees_the_upgrade_request_as_context() {
+    let bayeux = Bayeux::builder()
+        .timeout(Duration::from_secs(10))
+        .extension(common::ContextProbe)
+        .build();
+    let request = Request::get("/cometd").header("x-probe", "upgrade");
+    let mut socket = Socket::open_with(&bayeux, request, 64 * 1024).await;
+    let reply = socket
+        .call(json!({"channel": "/meta/handshake", "version": "1.0"}))
+        .await;
+    socket.client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
+    let first = socket.call(socket.connect_message(Some(0))).await;
+    assert_eq!(first[0]["ext"]["probe"], "upgrade");
+    let held = socket.call(socket.connect_message(None)).await;
+    assert_eq!(held[0]["ext"]["probe"], "upgrade", "{held:?}");
+}

@@ -375,7 +375,7 @@ impl super::Inner {
                 }
             });
         for (session, push) in full {
-            self.queued(&session, Some(push)).await;
+            self.queued(&session, Some(push));
         }
         for session in own_copy {
             let mut own = message.clone();
@@ -384,7 +384,7 @@ impl super::Inner {
             }
             let push = session.enqueue(Delivery::new(&own));
             if !matches!(push, Some(Push::Queued)) {
-                self.queued(&session, push).await;
+                self.queued(&session, push);
             }
         }
         true

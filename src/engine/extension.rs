@@ -186,7 +186,7 @@ impl<E: SessionExtension> ErasedSessionExtension for E {
 
 /// Polls a future, turning a panic into `Err`.
 #[pin_project]
-struct CatchUnwind<F>(#[pin] F);
+pub(crate) struct CatchUnwind<F>(#[pin] pub(crate) F);
 
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, ()>;

@@ -20,6 +20,8 @@ use std::sync::{Arc, Weak};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::protocol::{ChannelName, ErrorCode, InvalidChannel};
 
@@ -124,8 +126,11 @@ pub(crate) struct Inner {
     sweeper_started: AtomicBool,
     /// Set by [`Bayeux::shutdown`]: no new sessions, held connects told to come back later.
     pub(crate) closing: AtomicBool,
-    /// Tells websocket connections the server shuts down.
-    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    /// Cancelled by [`Bayeux::shutdown`]: websocket connections close.
+    pub(crate) shutdown: CancellationToken,
+    /// What [`Bayeux::shutdown`] waits for: websocket connections, held connects and
+    /// session-removed listeners.
+    pub(crate) tasks: TaskTracker,
     /// The connection types the transports offer, for the handshake reply.
     pub(crate) connection_types: Vec<&'static str>,
 }
@@ -171,7 +176,8 @@ impl Bayeux {
                 event_listeners: RwLock::default(),
                 sweeper_started: AtomicBool::new(false),
                 closing: AtomicBool::new(false),
-                shutdown: tokio::sync::watch::Sender::new(false),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
                 connection_types,
             }),
         }
@@ -218,6 +224,13 @@ impl Bayeux {
     /// back to the next instance, not all at once), and websockets send what they hold and
     /// close with code 1001 (going away).
     ///
+    /// Returns once that is done: every held connect has its reply (the HTTP server then
+    /// writes it), every websocket has been sent its close frame (or given up on after
+    /// [`websocket_write_timeout`](BayeuxBuilder::websocket_write_timeout)), and every
+    /// session-removed listener has returned. Websockets served with
+    /// [`serve_websocket`](Self::serve_websocket) are waited for too. Calling it again waits
+    /// for the same.
+    ///
     /// Call it before the HTTP server's own graceful shutdown waits for in-flight requests, so
     /// held long-polls do not keep it waiting:
     ///
@@ -233,16 +246,15 @@ impl Bayeux {
     /// # }
     /// ```
     pub async fn shutdown(&self) {
-        if self.inner.closing.swap(true, Ordering::AcqRel) {
-            return;
+        if !self.inner.closing.swap(true, Ordering::AcqRel) {
+            tracing::info!(sessions = self.session_count(), "shutting down");
+            for session in self.sessions() {
+                self.inner.remove_session(&session, RemoveReason::Shutdown);
+            }
+            self.inner.shutdown.cancel();
+            self.inner.tasks.close();
         }
-        tracing::info!(sessions = self.session_count(), "shutting down");
-        for session in self.sessions() {
-            self.inner
-                .remove_session(&session, RemoveReason::Shutdown)
-                .await;
-        }
-        self.inner.shutdown.send_replace(true);
+        self.inner.tasks.wait().await;
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
@@ -252,20 +264,19 @@ impl Bayeux {
 
     /// Counts of what the engine holds now, for monitoring.
     pub fn stats(&self) -> Stats {
-        let (sessions, queued_messages) = {
+        let mut stats = Stats::default();
+        {
             let sessions = self.inner.sessions.read();
-            let queued = sessions
-                .values()
-                .map(|session| session.0.state.lock().queue.len())
-                .sum();
-            (sessions.len(), queued)
-        };
-        Stats {
-            sessions,
-            channels: self.inner.channels.read().len(),
-            browsers: self.inner.browsers.lock().len(),
-            queued_messages,
+            stats.sessions = sessions.len();
+            for session in sessions.values() {
+                let state = session.0.state.lock();
+                stats.queued_messages += state.queue.len();
+                stats.held_connects += usize::from(state.held.is_some());
+            }
         }
+        stats.channels = self.inner.channels.read().len();
+        stats.browsers = self.inner.browsers.lock().len();
+        stats
     }
 
     /// Adds a listener for engine events (sessions added and removed, subscriptions, channels).
@@ -338,14 +349,14 @@ async fn sweep_loop(engine: Weak<Inner>, period: std::time::Duration) {
         if inner.closing.load(Ordering::Acquire) {
             return;
         }
-        inner.sweep().await;
+        inner.sweep();
     }
 }
 
 impl Inner {
     /// Follows up on queueing a delivery: a full queue is reported to listeners, and under the
     /// disconnect policy its session removed. Returns whether the delivery was queued.
-    pub(crate) async fn queued(&self, session: &ServerSession, push: Option<queue::Push>) -> bool {
+    pub(crate) fn queued(&self, session: &ServerSession, push: Option<queue::Push>) -> bool {
         use queue::Push;
         let Some(push) = push else {
             return false;
@@ -359,7 +370,7 @@ impl Inner {
             });
         }
         if push == Push::Full {
-            self.remove_session(session, RemoveReason::QueueFull).await;
+            self.remove_session(session, RemoveReason::QueueFull);
             return false;
         }
         true
@@ -377,7 +388,7 @@ impl Inner {
     }
 
     /// Removes expired sessions and unused channels.
-    async fn sweep(&self) {
+    fn sweep(&self) {
         let now = Instant::now();
         let expired: Vec<ServerSession> = self
             .sessions
@@ -391,7 +402,7 @@ impl Inner {
             .collect();
         for session in expired {
             tracing::debug!(client_id = %session.id(), "session expired");
-            self.remove_session(&session, RemoveReason::Timeout).await;
+            self.remove_session(&session, RemoveReason::Timeout);
         }
         let removed = self.channels.write().sweep();
         for name in removed {
@@ -400,12 +411,10 @@ impl Inner {
     }
 
     /// Removes a session: unsubscribes it everywhere, wakes its held connect, and tells
-    /// listeners. Returns `false` if it was already removed.
-    pub(crate) async fn remove_session(
-        &self,
-        session: &ServerSession,
-        reason: RemoveReason,
-    ) -> bool {
+    /// listeners: event listeners at once, session-removed listeners in a task of their own,
+    /// so that neither the caller (a publisher whose message overflowed the session's queue,
+    /// the sweeper) nor other sessions wait on them. Returns `false` if it was already removed.
+    pub(crate) fn remove_session(&self, session: &ServerSession, reason: RemoveReason) -> bool {
         if self.sessions.write().remove(&session.0.id).is_none() {
             return false;
         }
@@ -458,11 +467,46 @@ impl Inner {
             session: session.clone(),
             reason,
         });
-        for listener in session.take_removed_listeners() {
-            listener(session.clone(), reason).await;
-        }
+        let listeners = session.take_removed_listeners(reason);
+        self.run_removed_listeners(session, reason, listeners);
         tracing::debug!(client_id = %session.id(), ?reason, "session removed");
         true
+    }
+
+    /// Runs session-removed listeners in a task of their own: in order, one after the other,
+    /// each panic contained (as an extension's).
+    pub(crate) fn run_removed_listeners(
+        &self,
+        session: &ServerSession,
+        reason: RemoveReason,
+        listeners: Vec<session::RemovedListener>,
+    ) {
+        if listeners.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                client_id = %session.id(),
+                "session-removed listeners not run: no tokio runtime"
+            );
+            return;
+        };
+        let session = session.clone();
+        self.tasks.spawn_on(
+            async move {
+                for listener in listeners {
+                    let removed = session.clone();
+                    let run = async move { listener(removed, reason).await };
+                    if extension::CatchUnwind(run).await.is_err() {
+                        tracing::error!(
+                            client_id = %session.id(),
+                            "session-removed listener panicked"
+                        );
+                    }
+                }
+            },
+            &runtime,
+        );
     }
 
     /// Adds a handshaken session to the table, within the session limits.
@@ -555,6 +599,8 @@ pub struct Stats {
     pub browsers: usize,
     /// Messages waiting for their sessions (sent but unacknowledged ones included).
     pub queued_messages: usize,
+    /// `/meta/connect`s held now, waiting for messages or their timeout.
+    pub held_connects: usize,
 }
 
 /// A random id of 160 bits from the operating system's CSPRNG, as 40 hex digits.

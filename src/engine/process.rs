@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::Instrument;
 
 use crate::context::RequestContext;
@@ -99,6 +100,8 @@ pub(crate) enum ConnectEnd {
 }
 
 /// A `/meta/connect` waiting for messages, its timeout, a newer connect or the session's end.
+/// Transports await [`wait`](Self::wait) in the scope of the request context, so outgoing
+/// extensions see the same context on its reply as on any other.
 ///
 /// Dropping it (the client went away) releases the long-poll and starts the session's expiry.
 pub(crate) struct HeldConnect {
@@ -109,6 +112,8 @@ pub(crate) struct HeldConnect {
     hold: Duration,
     request: Message,
     reply: Option<Message>,
+    /// Shutdown waits until the connect has its reply.
+    _tracked: TaskTrackerToken,
 }
 
 impl HeldConnect {
@@ -655,6 +660,7 @@ impl Bayeux {
             hold,
             request: message,
             reply: Some(reply),
+            _tracked: self.inner.tasks.token(),
         })
     }
 
@@ -688,8 +694,7 @@ impl Bayeux {
 
     async fn disconnect(&self, session: &ServerSession, message: &Message) -> Message {
         self.inner
-            .remove_session(session, RemoveReason::Disconnected)
-            .await;
+            .remove_session(session, RemoveReason::Disconnected);
         let mut reply = Message::reply_to(message);
         reply.successful = Some(true);
         reply

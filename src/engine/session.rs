@@ -112,15 +112,23 @@ impl SessionState {
     }
 }
 
-type RemovedListener =
-    Arc<dyn Fn(ServerSession, RemoveReason) -> BoxFuture<'static, ()> + Send + Sync>;
+pub(crate) type RemovedListener =
+    Box<dyn FnOnce(ServerSession, RemoveReason) -> BoxFuture<'static, ()> + Send>;
+
+/// The session-removed listeners, until the removal takes them.
+#[derive(Default)]
+struct RemovedListeners {
+    waiting: Vec<(ListenerId, RemovedListener)>,
+    /// Set when the removal took the listeners: later ones run at once.
+    fired: Option<RemoveReason>,
+}
 
 pub(crate) struct SessionInner {
     pub(crate) id: Arc<str>,
     pub(crate) browser: Option<Arc<str>>,
     pub(crate) engine: Weak<Inner>,
     pub(crate) state: Mutex<SessionState>,
-    removed_listeners: Mutex<Vec<(ListenerId, RemovedListener)>>,
+    removed_listeners: Mutex<RemovedListeners>,
     pub(crate) extensions: SessionExtensions,
 }
 
@@ -174,7 +182,7 @@ impl ServerSession {
                 removed: None,
                 push: None,
             }),
-            removed_listeners: Mutex::new(Vec::new()),
+            removed_listeners: Mutex::default(),
             extensions: SessionExtensions::default(),
         }))
     }
@@ -220,7 +228,7 @@ impl ServerSession {
             return Err(Error::MessageDeleted);
         }
         let push = self.enqueue(Delivery::new(&message));
-        if engine.queued(self, push).await {
+        if engine.queued(self, push) {
             Ok(())
         } else {
             Err(removed())
@@ -245,14 +253,18 @@ impl ServerSession {
             message.successful = Some(true);
             state.queue.push_unbounded(Delivery::new(&message));
         }
-        engine
-            .remove_session(self, RemoveReason::ServerDisconnected)
-            .await
+        engine.remove_session(self, RemoveReason::ServerDisconnected)
     }
 
     /// Adds a listener called once when the session is removed, with the reason (timeout or
-    /// disconnect). It runs after the session's subscriptions are gone; the engine awaits it.
-    /// A listener added to a session that is already removed is never called.
+    /// disconnect).
+    ///
+    /// Listeners run in a task of their own once the session's subscriptions are gone, so a
+    /// slow one holds up neither the engine nor other sessions; those of one session run one
+    /// after the other, in the order they were added, and one that panics is logged and the
+    /// next runs. [`Bayeux::shutdown`](super::Bayeux::shutdown) waits for them. A listener
+    /// added to a session that is already removed runs at once, with the reason it was removed
+    /// for, so nothing registered on a session can miss its end.
     ///
     /// ```
     /// # fn example(session: tower_bayeux::ServerSession) {
@@ -265,27 +277,46 @@ impl ServerSession {
     /// ```
     pub fn on_removed<F, Fut>(&self, listener: F) -> ListenerId
     where
-        F: Fn(ServerSession, RemoveReason) -> Fut + Send + Sync + 'static,
+        F: FnOnce(ServerSession, RemoveReason) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let id = ListenerId::next();
-        let listener: RemovedListener =
-            Arc::new(move |session, reason| Box::pin(listener(session, reason)));
-        self.0.removed_listeners.lock().push((id, listener));
+        let listener: RemovedListener = Box::new(move |session, reason| {
+            Box::pin(listener(session, reason)) as BoxFuture<'static, ()>
+        });
+        let mut listeners = self.0.removed_listeners.lock();
+        match listeners.fired {
+            None => listeners.waiting.push((id, listener)),
+            Some(reason) => {
+                drop(listeners);
+                match self.0.engine.upgrade() {
+                    Some(engine) => engine.run_removed_listeners(self, reason, vec![listener]),
+                    None => tracing::warn!(
+                        client_id = %self.id(),
+                        "session-removed listener added after its engine was dropped: not run"
+                    ),
+                }
+            }
+        }
         id
     }
 
-    /// Removes a listener added with [`on_removed`](Self::on_removed). Returns whether it was
-    /// there.
+    /// Removes a listener added with [`on_removed`](Self::on_removed) that has not run yet.
+    /// Returns whether it was there.
     pub fn remove_listener(&self, id: ListenerId) -> bool {
         let mut listeners = self.0.removed_listeners.lock();
-        let before = listeners.len();
-        listeners.retain(|(listener_id, _)| *listener_id != id);
-        before != listeners.len()
+        let before = listeners.waiting.len();
+        listeners
+            .waiting
+            .retain(|(listener_id, _)| *listener_id != id);
+        before != listeners.waiting.len()
     }
 
-    pub(crate) fn take_removed_listeners(&self) -> Vec<RemovedListener> {
-        std::mem::take(&mut *self.0.removed_listeners.lock())
+    /// Takes the listeners for the removal; any added later runs at once.
+    pub(crate) fn take_removed_listeners(&self, reason: RemoveReason) -> Vec<RemovedListener> {
+        let mut listeners = self.0.removed_listeners.lock();
+        listeners.fired = Some(reason);
+        std::mem::take(&mut listeners.waiting)
             .into_iter()
             .map(|(_, listener)| listener)
             .collect()

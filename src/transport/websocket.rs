@@ -96,7 +96,7 @@ pub(crate) fn upgrade<B>(bayeux: Bayeux, mut request: Request<B>) -> Response<Fu
         );
     };
     let (parts, _body) = request.into_parts();
-    tokio::spawn(async move {
+    bayeux.inner.tasks.clone().spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => bayeux.serve_websocket(TokioIo::new(upgraded), parts).await,
             Err(err) => tracing::debug!(%err, "websocket upgrade failed"),
@@ -161,6 +161,8 @@ impl Bayeux {
             .write_buffer_size(0)
             .max_message_size(Some(limit))
             .max_frame_size(Some(limit));
+        // Shutdown waits for the connection, however it was started.
+        let _tracked = self.inner.tasks.token();
         let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
         static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
         let browser = config.cookie.find(&request.headers).map(Arc::from);
@@ -189,19 +191,20 @@ where
     async fn run(mut self) {
         let idle = self.bayeux.inner.config.websocket_idle_timeout();
         let mut deadline = Instant::now() + idle;
-        let mut shutdown = self.bayeux.inner.shutdown.subscribe();
+        let shutdown = self.bayeux.inner.shutdown.clone();
         let close = loop {
-            if *shutdown.borrow_and_update() {
+            if shutdown.is_cancelled() {
+                let timeout = self.bayeux.inner.config.websocket_write_timeout;
                 // A batch being processed is finished and answered first.
-                if let Some(processing) = self.processing.take() {
-                    let timeout = self.bayeux.inner.config.websocket_write_timeout;
-                    if let Ok(outcome) = tokio::time::timeout(timeout, processing).await {
-                        let _ = self.answer(outcome).await;
-                    }
+                if let Some(processing) = self.processing.take()
+                    && let Ok(outcome) = tokio::time::timeout(timeout, processing).await
+                {
+                    let _ = self.answer(outcome).await;
                 }
                 // The shutdown answered the held connect and left what is queued: send both.
-                if let Some(ended) = self.held.take().and_then(|held| held.now_or_never())
-                    && let ConnectEnd::Reply { queued, reply } = ended
+                if let Some(held) = self.held.take()
+                    && let Ok(ConnectEnd::Reply { queued, reply }) =
+                        tokio::time::timeout(timeout, held).await
                 {
                     let mut frame = ArrayWriter::new(&queued, 1);
                     frame.deliveries(&queued).messages(reply.as_slice());
@@ -245,7 +248,7 @@ where
                 () = tokio::time::sleep_until(deadline), if self.processing.is_none() => {
                     Err(Close::With(CloseCode::Away, "idle"))
                 }
-                _ = shutdown.changed() => Ok(()),
+                () = shutdown.cancelled() => Ok(()),
             };
             if let Err(close) = step {
                 break close;
@@ -332,7 +335,7 @@ where
         }
         if let Some(held) = outcome.held {
             // A connect replaced here was displaced by this one in the engine.
-            self.held = Some(Box::pin(held.wait()));
+            self.held = Some(Box::pin(self.context.clone().scope(held.wait())));
         }
         frame.deliveries(&outcome.queued).messages(&outcome.replies);
         if frame.is_empty() {

@@ -194,3 +194,23 @@ pub fn deliveries(messages: &[Value]) -> Vec<&Value> {
         .filter(|m| m.get("successful").is_none())
         .collect()
 }
+
+/// An extension that writes, into the `ext.probe` of every `/meta/connect` reply, the
+/// `X-Probe` header of the request context its outgoing hook sees (`null` without a context).
+pub struct ContextProbe;
+
+impl tower_bayeux::Extension for ContextProbe {
+    async fn outgoing(
+        &self,
+        _: Option<&tower_bayeux::ServerSession>,
+        _: Option<&tower_bayeux::Message>,
+        message: &mut tower_bayeux::Message,
+    ) -> bool {
+        if message.channel == "/meta/connect" {
+            let probe = tower_bayeux::context::current()
+                .and_then(|ctx| Some(ctx.headers().get("x-probe")?.to_str().ok()?.to_owned()));
+            message.ext_mut().insert("probe".into(), json!(probe));
+        }
+        true
+    }
+}
