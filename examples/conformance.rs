@@ -19,7 +19,9 @@
 //!   `/forbidden/**` and client publishes under `/readonly/**`.
 //!
 //! `--timeout-ms` and `--max-interval-ms` change the hold time and the session expiry (for load
-//! runs with the same settings as other servers). `--no-websocket` refuses websocket upgrades, so clients fall back to long-polling.
+//! runs with the same settings as other servers). `--no-websocket` refuses websocket upgrades, so
+//! clients fall back to long-polling. `--trust-client-session` lets HTTP requests without the
+//! browser cookie continue a session by its clientId (clients that drop cookies of IP hosts).
 //!
 //! Every other path answers `200 inner`. The first line on stdout is `listening on http://ADDR`.
 
@@ -49,6 +51,10 @@ struct Args {
     /// How long a session lives without a connect, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     max_interval_ms: u64,
+    /// Let HTTP requests without the browser cookie continue a session by its clientId
+    /// (`trust_client_session`), for clients that keep no cookies for IP-address hosts.
+    #[arg(long)]
+    trust_client_session: bool,
     /// Run on a current-thread tokio runtime instead of the multi-thread one: on one core it
     /// trades a higher median for a shorter latency tail under saturation (see
     /// `benches/results/comparison.md`).
@@ -175,6 +181,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .websocket(!args.no_websocket)
         .websocket_allowed_origin("http://allowed.test")
         .callback_polling(true)
+        .trust_client_session(args.trust_client_session)
         .build();
     services(&bayeux)?;
 
