@@ -415,9 +415,13 @@ export async function rawPost(url, body, {cookie, headers = {}, ms = OP_TIMEOUT}
 }
 
 /** GETs `url` (absolute, or a path on the server's origin). */
-export async function rawGet(url, {ms = OP_TIMEOUT} = {}) {
+export async function rawGet(url, {cookie, headers = {}, ms = OP_TIMEOUT} = {}) {
     const target = url.startsWith("http") ? url : ORIGIN + url;
-    const response = await fetch(target, {signal: AbortSignal.timeout(ms)});
+    const h = {...headers};
+    if (cookie) {
+        h.Cookie = cookie;
+    }
+    const response = await fetch(target, {headers: h, signal: AbortSignal.timeout(ms)});
     return readResponse(response);
 }
 

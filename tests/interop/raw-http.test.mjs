@@ -1,9 +1,10 @@
 // Raw HTTP checks with fetch (no client library): routing, request validation, error replies,
-// id echoing.
+// id echoing, callback-polling (JSONP), the timestamp extension.
 
 import assert from "node:assert/strict";
 import {test} from "node:test";
-import {COMETD_URL, channel, rawGet, rawHandshake, rawPost, token} from "./helpers.mjs";
+import vm from "node:vm";
+import {COMETD_URL, channel, cookiesFrom, rawGet, rawHandshake, rawPost, token} from "./helpers.mjs";
 
 function single(response, what) {
     assert.equal(response.status, 200, `${what}: HTTP ${response.status} ${response.text}`);
@@ -153,4 +154,96 @@ test("every reply of a raw session echoes the request id", async () => {
     const lateReply = replyTo(late, "z1", "subscribe after disconnect");
     assert.equal(lateReply.successful, false);
     assert.match(lateReply.error, /^402:/);
+});
+
+/**
+ * A callback-polling request: GET `COMETD_URL + path?jsonp=callback&message=<messages>`. The
+ * answer is run as the script a browser would run, with `callback` defined; resolves with
+ * {response, messages (the array passed to the callback)}.
+ */
+async function jsonp(path, callback, messages, cookie) {
+    const query = new URLSearchParams({jsonp: callback, message: JSON.stringify(messages)});
+    const response = await rawGet(`${COMETD_URL}${path}?${query}`, {cookie});
+    assert.equal(response.status, 200, `JSONP ${path}: HTTP ${response.status} ${response.text}`);
+    assert.match(response.headers.get("content-type") || "", /^(text|application)\/javascript\b/, `JSONP ${path}: content type`);
+    // Define the callback, which may be a dotted path (`cb.first`), in a fresh global.
+    const calls = [];
+    const context = {};
+    const names = callback.split(".");
+    let scope = context;
+    for (const name of names.slice(0, -1)) {
+        scope = scope[name] = {};
+    }
+    // (Copied out of the script's realm, so that deepStrictEqual sees plain objects.)
+    scope[names.at(-1)] = (...args) => calls.push(JSON.parse(JSON.stringify(args)));
+    vm.runInNewContext(response.text, context, {timeout: 1000});
+    assert.equal(calls.length, 1, `JSONP ${path}: the script must call ${callback} once: ${response.text}`);
+    assert.equal(calls[0].length, 1);
+    assert.ok(Array.isArray(calls[0][0]), `JSONP ${path}: the callback's argument must be the reply array: ${response.text}`);
+    return {response, messages: calls[0][0]};
+}
+
+test("callback-polling (JSONP): a session over GET requests whose answers are scripts", async () => {
+    const handshake = await jsonp("/handshake", "_cometd_jsonp_1", [{
+        id: "1", channel: "/meta/handshake", version: "1.0", minimumVersion: "1.0",
+        supportedConnectionTypes: ["callback-polling"],
+    }]);
+    const [hs] = handshake.messages;
+    assert.equal(hs.successful, true, JSON.stringify(hs));
+    assert.equal(hs.id, "1");
+    assert.ok(hs.supportedConnectionTypes.includes("callback-polling"), `callback-polling must be offered: ${JSON.stringify(hs)}`);
+    const clientId = hs.clientId;
+    const cookie = cookiesFrom(handshake.response.setCookies);
+    assert.match(cookie, /BAYEUX_BROWSER=/);
+
+    const connect = (id) => [{id, channel: "/meta/connect", connectionType: "callback-polling", clientId, advice: {timeout: 0}}];
+    const first = await jsonp("/connect", "_cometd_jsonp_2", connect("2"), cookie);
+    assert.equal(replyTo(first.messages, "2", "connect").successful, true, JSON.stringify(first.messages));
+
+    const ch = channel("jsonp");
+    const subscribed = await jsonp("/", "cb.subscribe", [{id: "3", channel: "/meta/subscribe", subscription: ch, clientId}], cookie);
+    assert.equal(replyTo(subscribed.messages, "3", "subscribe").successful, true, JSON.stringify(subscribed.messages));
+    // Data that must survive the query string and the script: quotes, markup, unicode.
+    const data = {text: "\"</script><script>x</script>' \u2028 ✓", n: 1};
+    const published = await jsonp("/", "cb.publish", [{id: "4", channel: ch, data, clientId}], cookie);
+    assert.equal(replyTo(published.messages, "4", "publish").successful, true, JSON.stringify(published.messages));
+
+    let delivered = published.messages.filter((m) => m.channel === ch && m.data !== undefined);
+    if (delivered.length === 0) {
+        const polled = await jsonp("/connect", "_cometd_jsonp_5", connect("5"), cookie);
+        assert.equal(replyTo(polled.messages, "5", "connect").successful, true, JSON.stringify(polled.messages));
+        delivered = polled.messages.filter((m) => m.channel === ch && m.data !== undefined);
+    }
+    assert.deepEqual(delivered.map((m) => m.data), [data]);
+
+    const disconnected = await jsonp("/disconnect", "_cometd_jsonp_6", [{id: "6", channel: "/meta/disconnect", clientId}], cookie);
+    assert.equal(replyTo(disconnected.messages, "6", "disconnect").successful, true, JSON.stringify(disconnected.messages));
+});
+
+test("the timestamp extension stamps every message the server sends", async () => {
+    const stamped = (message, what) => {
+        assert.equal(typeof message.timestamp, "string", `${what} must carry a timestamp: ${JSON.stringify(message)}`);
+        const at = Date.parse(message.timestamp);
+        assert.ok(Number.isFinite(at), `${what}: the timestamp must be a date: ${message.timestamp}`);
+        assert.ok(Math.abs(at - Date.now()) < 60000, `${what}: the timestamp ${message.timestamp} is not now`);
+    };
+    const {reply: hs, clientId, cookie} = await rawHandshake("t1");
+    stamped(hs, "the handshake reply");
+    const post = async (messages) => {
+        const response = await rawPost(COMETD_URL, messages, {cookie});
+        assert.equal(response.status, 200, response.text);
+        return response.json;
+    };
+    const ch = channel("stamp");
+    const [subscribed] = await post([{id: "t2", channel: "/meta/subscribe", subscription: ch, clientId}]);
+    stamped(subscribed, "the subscribe reply");
+    const acked = await post([{id: "t3", channel: ch, data: "x", clientId}]);
+    stamped(replyTo(acked, "t3", "publish"), "the publish reply");
+    const polled = await post([{id: "t4", channel: "/meta/connect", connectionType: "long-polling", clientId, advice: {timeout: 0}}]);
+    stamped(replyTo(polled, "t4", "connect"), "the connect reply");
+    const delivered = [...acked, ...polled].filter((m) => m.channel === ch && m.data !== undefined);
+    assert.equal(delivered.length, 1, JSON.stringify([acked, polled]));
+    stamped(delivered[0], "a delivered message");
+    const refused = await post([{id: "t5", channel: "/meta/subscribe", subscription: "/forbidden/x", clientId}]);
+    stamped(replyTo(refused, "t5", "refused subscribe"), "an error reply");
 });
