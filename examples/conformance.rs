@@ -22,6 +22,7 @@
 //! runs with the same settings as other servers). `--no-websocket` refuses websocket upgrades, so
 //! clients fall back to long-polling. `--trust-client-session` lets HTTP requests without the
 //! browser cookie continue a session by its clientId (clients that drop cookies of IP hosts).
+//! `--no-timestamp` leaves the timestamp extension out (the load comparisons use it).
 //!
 //! Every other path answers `200 inner`. The first line on stdout is `listening on http://ADDR`.
 
@@ -51,6 +52,9 @@ struct Args {
     /// How long a session lives without a connect, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     max_interval_ms: u64,
+    /// Leave the timestamp extension out (load comparisons: the other servers stamp nothing).
+    #[arg(long)]
+    no_timestamp: bool,
     /// Let HTTP requests without the browser cookie continue a session by its clientId
     /// (`trust_client_session`), for clients that keep no cookies for IP-address hosts.
     #[arg(long)]
@@ -168,7 +172,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let bayeux = Bayeux::builder()
+    let mut builder = Bayeux::builder();
+    if !args.no_timestamp {
+        builder = builder.extension(TimestampExtension::new());
+    }
+    let bayeux = builder
         .timeout(Duration::from_millis(args.timeout_ms))
         .max_interval(Duration::from_millis(args.max_interval_ms))
         .interval(Duration::ZERO)
@@ -177,7 +185,6 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .security_policy(ConformancePolicy)
         .extension(AckExtension::new())
         .extension(TimesyncExtension::new())
-        .extension(TimestampExtension::new())
         .websocket(!args.no_websocket)
         .websocket_allowed_origin("http://allowed.test")
         .callback_polling(true)

@@ -9,7 +9,8 @@
 #
 # Both servers are driven by the generator of the working tree. Workloads: fanout-lp, fanout-ws
 # (1,000 clients, 10 rooms, 2,000 publishes/s), echo-lp, echo-ws (50 clients, one echo
-# outstanding each). Needs cargo, git and taskset.
+# outstanding each: the server saturated), echo1-lp, echo1-ws (one client: the round trip of an
+# idle server). Needs cargo, git and taskset.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,6 +42,15 @@ declare -A server=(
     [after]="$root/target/release/examples/conformance"
 )
 load=$root/target/release/examples/load
+# Each build without the timestamp extension when it has the flag (the conformance server runs
+# it for the interop tests; the load comparisons measure without it).
+declare -A extra=()
+for side in before after; do
+    extra[$side]=""
+    if "${server[$side]}" --help 2>/dev/null | grep -q -- '--no-timestamp'; then
+        extra[$side]="--no-timestamp"
+    fi
+done
 
 args_for() {
     case $1 in
@@ -48,6 +58,8 @@ args_for() {
         fanout-ws) echo "--transport websocket --mode fanout --clients 1000 --rooms 10 --publishers 10 --payload 100 --rate 2000 --batch 10" ;;
         echo-lp) echo "--transport long-polling --mode echo --clients 50 --payload 100" ;;
         echo-ws) echo "--transport websocket --mode echo --clients 50 --payload 100" ;;
+        echo1-lp) echo "--transport long-polling --mode echo --clients 1 --payload 100" ;;
+        echo1-ws) echo "--transport websocket --mode echo --clients 1 --payload 100" ;;
         *) echo "ab.sh: unknown workload $1" >&2; exit 1 ;;
     esac
 }
@@ -65,7 +77,7 @@ for round in $(seq 1 "$ROUNDS"); do
             log=$out/$workload-$side-$round.log
             echo "=== round $round: $workload, $side"
             # shellcheck disable=SC2046
-            taskset -c 1 "$load" --spawn "taskset -c 0 ${server[$side]} --addr 127.0.0.1:$port --timeout-ms 20000 --max-interval-ms 10000" \
+            taskset -c 1 "$load" --spawn "taskset -c 0 ${server[$side]} --addr 127.0.0.1:$port --timeout-ms 20000 --max-interval-ms 10000 ${extra[$side]}" \
                 --url "http://127.0.0.1:$port/cometd" $(args_for "$workload") \
                 --duration "$DURATION" --warmup "$WARMUP" --label "$side" >"$log" 2>&1 || true
             grep -E '^(deliveries|latency|echo|cpu|errors)' "$log" | sed "s/^/  /" || true

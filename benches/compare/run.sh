@@ -148,6 +148,11 @@ fi
 # The conformance server with the comparison's timeouts, when it takes them.
 ours_cmd="$OURS --addr 127.0.0.1:$PORT_OURS"
 OURS_SETTINGS="timeout 20 s, max interval 10 s"
+# Without the timestamp extension, which the conformance server otherwise runs for the interop
+# tests: the peers stamp nothing.
+if "$OURS" --help 2>/dev/null | grep -q -- '--no-timestamp'; then
+    ours_cmd="$ours_cmd --no-timestamp"
+fi
 if "$OURS" --help 2>/dev/null | grep -q -- '--timeout-ms'; then
     ours_cmd="$ours_cmd --timeout-ms 20000 --max-interval-ms 10000"
 else

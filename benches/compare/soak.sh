@@ -46,7 +46,7 @@ log="$root/target/compare/soak-$SESSIONS-$TRANSPORT.log"
 
 cargo build --release --example conformance --example load
 taskset -c 1 "$root/target/release/examples/load" \
-    --spawn "taskset -c 0 $root/target/release/examples/conformance --addr 127.0.0.1:$PORT $SERVER_ARGS" \
+    --spawn "taskset -c 0 $root/target/release/examples/conformance --addr 127.0.0.1:$PORT --no-timestamp $SERVER_ARGS" \
     --url "http://127.0.0.1:$PORT/cometd" --transport "$TRANSPORT" --mode soak \
     --clients "$SESSIONS" --rooms "$ROOMS" --publishers "$PUBLISHERS" --rate "$RATE" \
     --payload "$PAYLOAD" --slow "$SLOW" --slow-pause "$SLOW_PAUSE" --slow-period "$SLOW_PERIOD" \

@@ -100,8 +100,6 @@ pub(crate) enum ConnectEnd {
 }
 
 /// A `/meta/connect` waiting for messages, its timeout, a newer connect or the session's end.
-/// Transports await [`wait`](Self::wait) in the scope of the request context, so outgoing
-/// extensions see the same context on its reply as on any other.
 ///
 /// Dropping it (the client went away) releases the long-poll and starts the session's expiry.
 pub(crate) struct HeldConnect {
@@ -112,6 +110,8 @@ pub(crate) struct HeldConnect {
     hold: Duration,
     request: Message,
     reply: Option<Message>,
+    /// The request context the connect arrived in.
+    context: Option<RequestContext>,
     /// Shutdown waits until the connect has its reply.
     _tracked: TaskTrackerToken,
 }
@@ -143,11 +143,16 @@ impl HeldConnect {
         if let Some(batch) = batch {
             reply.ext_mut().insert("ack".to_owned(), batch.into());
         }
-        let kept = self
-            .bayeux
-            .inner
-            .extend_outgoing(Some(&self.session), Some(&self.request), &mut reply)
-            .await;
+        let extend =
+            self.bayeux
+                .inner
+                .extend_outgoing(Some(&self.session), Some(&self.request), &mut reply);
+        // The reply's extensions see the connect's request, as on any other reply. Only this
+        // part is scoped: the wait above is polled at every wake-up of a websocket connection.
+        let kept = match self.context.take() {
+            Some(context) => context.scope(extend).await,
+            None => extend.await,
+        };
         ConnectEnd::Reply {
             queued,
             reply: kept.then_some(reply),
@@ -660,6 +665,7 @@ impl Bayeux {
             hold,
             request: message,
             reply: Some(reply),
+            context: RequestContext::current(),
             _tracked: self.inner.tasks.token(),
         })
     }

@@ -371,6 +371,11 @@ impl ServerSession {
             .is_some_and(|p| p.connection == connection)
     }
 
+    /// Whether deliveries wait to be sent (or a gap to be reported).
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.0.state.lock().queue.is_empty()
+    }
+
     /// Takes the deliveries that may ride on a response other than a connect reply.
     pub(crate) fn drain(&self) -> Vec<Delivery> {
         self.0.state.lock().queue.drain()

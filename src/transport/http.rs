@@ -51,7 +51,7 @@ where
 
     let array = match outcome.held {
         // Boxed for the same reason, so a held connect keeps only what waiting needs.
-        Some(held) => match context.clone().scope(Box::pin(held.wait())).await {
+        Some(held) => match Box::pin(held.wait()).await {
             ConnectEnd::Displaced(status) => return empty_response(status),
             ConnectEnd::Reply { queued, reply } => {
                 let mut array = ArrayWriter::new(&queued, 1);

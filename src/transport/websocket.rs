@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -192,6 +193,8 @@ where
         let idle = self.bayeux.inner.config.websocket_idle_timeout();
         let mut deadline = Instant::now() + idle;
         let shutdown = self.bayeux.inner.shutdown.clone();
+        // Made once: a cancellation future registers with the token when first polled.
+        let mut cancelled = std::pin::pin!(shutdown.clone().cancelled_owned());
         let close = loop {
             if shutdown.is_cancelled() {
                 let timeout = self.bayeux.inner.config.websocket_write_timeout;
@@ -233,8 +236,14 @@ where
                     // (tokio's LIFO slot), and lets a burst gather into one frame: at 1,000
                     // sessions and 200k deliveries/s on one core, p50 8-10 ms -> 3-4 ms and
                     // p99 40-59 ms -> 23-36 ms (`examples/load`, websocket fan-out).
-                    tokio::task::yield_now().await;
-                    self.push().await
+                    // A notification for deliveries that already went out with a batch's reply
+                    // (a client's own echo) is stale: nothing to yield for.
+                    if self.session.as_ref().is_some_and(ServerSession::has_queued) {
+                        tokio::task::yield_now().await;
+                        self.push().await
+                    } else {
+                        Ok(())
+                    }
                 }
                 outcome = async { self.processing.as_mut().expect("guarded").await }, if self.processing.is_some() => {
                     self.processing = None;
@@ -243,12 +252,17 @@ where
                 }
                 incoming = self.socket.next(), if self.processing.is_none() => {
                     deadline = Instant::now() + idle;
-                    self.receive(incoming)
+                    match self.receive(incoming) {
+                        // Most batches need no await: answer at once rather than in another
+                        // turn of the loop.
+                        Ok(()) => self.poll_processing().await,
+                        Err(close) => Err(close),
+                    }
                 }
                 () = tokio::time::sleep_until(deadline), if self.processing.is_none() => {
                     Err(Close::With(CloseCode::Away, "idle"))
                 }
-                () = shutdown.cancelled() => Ok(()),
+                () = &mut cancelled => Ok(()),
             };
             if let Err(close) = step {
                 break close;
@@ -313,6 +327,20 @@ where
         Ok(())
     }
 
+    /// Polls the batch being processed once, answering it if it is done.
+    async fn poll_processing(&mut self) -> Result<(), Close> {
+        let Some(processing) = self.processing.as_mut() else {
+            return Ok(());
+        };
+        match std::future::poll_fn(|cx| Poll::Ready(processing.as_mut().poll(cx))).await {
+            Poll::Ready(outcome) => {
+                self.processing = None;
+                self.answer(outcome).await
+            }
+            Poll::Pending => Ok(()),
+        }
+    }
+
     /// Writes the reply to a processed batch.
     async fn answer(&mut self, outcome: Result<BatchOutcome, BatchError>) -> Result<(), Close> {
         let Ok(outcome) = outcome else {
@@ -335,9 +363,18 @@ where
         }
         if let Some(held) = outcome.held {
             // A connect replaced here was displaced by this one in the engine.
-            self.held = Some(Box::pin(self.context.clone().scope(held.wait())));
+            self.held = Some(Box::pin(held.wait()));
         }
         frame.deliveries(&outcome.queued).messages(&outcome.replies);
+        if !outcome.queued.is_empty() {
+            // The deliveries this reply carries notified the connection when they were queued
+            // (a client's own echo): take that notification now, so that it does not cost a
+            // wake-up for nothing. Whatever is queued after the drain is pushed as usual.
+            let _ = self.notify.notified().now_or_never();
+            if self.session.as_ref().is_some_and(ServerSession::has_queued) {
+                self.notify.notify_one();
+            }
+        }
         if frame.is_empty() {
             return Ok(());
         }
