@@ -50,17 +50,6 @@ impl Connection {
     }
 }
 
-impl Bayeux {
-    /// Whether queued deliveries may ride on the reply to a request that holds no
-    /// `/meta/connect`. Over HTTP a session's replies travel on several connections and its
-    /// client processes them as they complete, so unless the user chose otherwise its queue
-    /// leaves only through connect replies, one at a time, and keeps its order. A websocket's
-    /// replies share one connection, in order.
-    fn delivers_on_any_reply(&self, connection: &Connection) -> bool {
-        connection.kind == TransportKind::WebSocket || !self.inner.config.meta_connect_delivery_only
-    }
-}
-
 /// A batch the engine refuses as a whole (the transport answers with a 4xx).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum BatchError {
@@ -340,6 +329,15 @@ impl Bayeux {
             new_browser: None,
             session,
         })
+    }
+
+    /// Whether queued deliveries may ride on the reply to a request that holds no
+    /// `/meta/connect`. Over HTTP a session's replies travel on several connections and its
+    /// client processes them as they complete, so unless the user chose otherwise its queue
+    /// leaves only through connect replies, one at a time, and keeps its order. A websocket's
+    /// replies share one connection, in order.
+    fn delivers_on_any_reply(&self, connection: &Connection) -> bool {
+        connection.kind == TransportKind::WebSocket || !self.inner.config.meta_connect_delivery_only
     }
 
     /// The live session `id`, if the connection may use it. A request carrying a browser cookie
