@@ -1,4 +1,5 @@
-//! Heap bytes per idle session: live heap before and after creating sessions that handshake,
+//! The size of a websocket connection's future, then heap bytes per idle session: live heap
+//! before and after creating sessions that handshake,
 //! subscribe to a channel and send one connect, as a long-polling client does before it idles.
 //! Then churn: rounds of 10,000 such sessions that vanish and expire, and the live heap left
 //! above the baseline after each round (tables keep their capacity; a leak would grow per round).
@@ -86,6 +87,17 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
+        // A websocket connection's task holds this future for the connection's whole life.
+        let bayeux = Bayeux::builder().build();
+        let (_client, server) = tokio::io::duplex(64);
+        let (parts, ()) = http::Request::get("/cometd").body(()).unwrap().into_parts();
+        let connection = bayeux.serve_websocket(server, parts);
+        println!(
+            "websocket connection future (held by its task for the connection's life): {} bytes",
+            std::mem::size_of_val(&connection)
+        );
+        drop(connection);
+
         for sessions in [1_000, 10_000, 100_000] {
             let bayeux = Bayeux::builder()
                 .max_interval(std::time::Duration::from_secs(3600))

@@ -10,7 +10,8 @@
 # Both servers are driven by the generator of the working tree. Workloads: fanout-lp, fanout-ws
 # (1,000 clients, 10 rooms, 2,000 publishes/s), echo-lp, echo-ws (50 clients, one echo
 # outstanding each: the server saturated), echo1-lp, echo1-ws (one client: the round trip of an
-# idle server). Needs cargo, git and taskset.
+# idle server), idle-lp, idle-ws (10,000 sessions and no publisher: the server's RSS per
+# session). Needs cargo, git and taskset.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -58,6 +59,8 @@ args_for() {
         fanout-ws) echo "--transport websocket --mode fanout --clients 1000 --rooms 10 --publishers 10 --payload 100 --rate 2000 --batch 10" ;;
         echo-lp) echo "--transport long-polling --mode echo --clients 50 --payload 100" ;;
         echo-ws) echo "--transport websocket --mode echo --clients 50 --payload 100" ;;
+        idle-lp) echo "--transport long-polling --mode fanout --clients 10000 --rooms 10 --publishers 0 --ramp 500" ;;
+        idle-ws) echo "--transport websocket --mode fanout --clients 10000 --rooms 10 --publishers 0 --ramp 500" ;;
         echo1-lp) echo "--transport long-polling --mode echo --clients 1 --payload 100" ;;
         echo1-ws) echo "--transport websocket --mode echo --clients 1 --payload 100" ;;
         *) echo "ab.sh: unknown workload $1" >&2; exit 1 ;;
@@ -80,12 +83,12 @@ for round in $(seq 1 "$ROUNDS"); do
             taskset -c 1 "$load" --spawn "taskset -c 0 ${server[$side]} --addr 127.0.0.1:$port --timeout-ms 20000 --max-interval-ms 10000 ${extra[$side]}" \
                 --url "http://127.0.0.1:$port/cometd" $(args_for "$workload") \
                 --duration "$DURATION" --warmup "$WARMUP" --label "$side" >"$log" 2>&1 || true
-            grep -E '^(deliveries|latency|echo|cpu|errors)' "$log" | sed "s/^/  /" || true
+            grep -E '^(deliveries|latency|echo|cpu|errors|memory|server RSS)' "$log" | sed "s/^/  /" || true
             {
                 echo "## $workload, $side, round $round"
                 echo
                 echo '```'
-                grep -E '^(publishes|deliveries|latency|echo|cpu|errors)' "$log" || echo "(no result; see $log)"
+                grep -E '^(publishes|deliveries|latency|echo|cpu|errors|memory|server RSS)' "$log" || echo "(no result; see $log)"
                 echo '```'
                 echo
             } >>"$results"

@@ -154,6 +154,11 @@ impl ArrayWriter {
         self.empty
     }
 
+    /// The array, unless it would be empty (never sent: clients count it as a failure).
+    pub(crate) fn finish_non_empty(self) -> Option<Bytes> {
+        (!self.empty).then(|| self.finish())
+    }
+
     pub(crate) fn finish(self) -> Bytes {
         let mut buf = self.out.into_inner();
         buf.put_u8(b']');

@@ -9,7 +9,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -118,6 +117,16 @@ pub(crate) fn upgrade<B>(bayeux: Bayeux, mut request: Request<B>) -> Response<Fu
 type HeldReply = Pin<Box<dyn Future<Output = ConnectEnd> + Send>>;
 type Processing = Pin<Box<dyn Future<Output = Result<BatchOutcome, BatchError>> + Send>>;
 
+/// What a turn of a connection's loop does once it knows what happened.
+enum Turn {
+    /// Write this frame, if any.
+    Write(Option<Bytes>),
+    /// Write what is queued for the session.
+    Push,
+    /// Poll the batch that just arrived.
+    Poll,
+}
+
 /// Why a connection ends.
 enum Close {
     /// The peer closed it, went away, or could not be written to: nothing more to say.
@@ -195,76 +204,58 @@ where
         let shutdown = self.bayeux.inner.shutdown.clone();
         // Made once: a cancellation future registers with the token when first polled.
         let mut cancelled = std::pin::pin!(shutdown.clone().cancelled_owned());
+        // Each turn decides what to do, then does it: frames are built without an await, so
+        // that no reply or outcome takes room in the connection's long-lived future.
         let close = loop {
             if shutdown.is_cancelled() {
-                let timeout = self.bayeux.inner.config.websocket_write_timeout;
-                // A batch being processed is finished and answered first.
-                if let Some(processing) = self.processing.take()
-                    && let Ok(outcome) = tokio::time::timeout(timeout, processing).await
-                {
-                    let _ = self.answer(outcome).await;
-                }
-                // The shutdown answered the held connect and left what is queued: send both.
-                if let Some(held) = self.held.take()
-                    && let Ok(ConnectEnd::Reply { queued, reply }) =
-                        tokio::time::timeout(timeout, held).await
-                {
-                    let mut frame = ArrayWriter::new(&queued, 1);
-                    frame.deliveries(&queued).messages(reply.as_slice());
-                    let _ = self.send_frame(frame).await;
-                }
-                let _ = self.push().await;
+                self.drain_for_shutdown().await;
                 break Close::With(CloseCode::Away, "server shutting down");
             }
-            let step = tokio::select! {
+            let turn = tokio::select! {
                 biased;
                 end = async { self.held.as_mut().expect("guarded").await }, if self.held.is_some() => {
                     self.held = None;
-                    match end {
-                        ConnectEnd::Reply { queued, reply } => {
-                            let mut frame = ArrayWriter::new(&queued, 1);
-                            frame.deliveries(&queued).messages(reply.as_slice());
-                            self.send_frame(frame).await
-                        }
-                        // A newer connect of the session took over; it will be answered.
-                        ConnectEnd::Displaced(_) => Ok(()),
-                    }
+                    Ok(Turn::Write(connect_frame(end)))
                 }
-                () = self.notify.notified() => {
-                    // One publish wakes every subscriber's connection at once. Yielding first
-                    // lets them write in the order they were woken instead of last-woken-first
-                    // (tokio's LIFO slot), and lets a burst gather into one frame: at 1,000
-                    // sessions and 200k deliveries/s on one core, p50 8-10 ms -> 3-4 ms and
-                    // p99 40-59 ms -> 23-36 ms (`examples/load`, websocket fan-out).
-                    // A notification for deliveries that already went out with a batch's reply
-                    // (a client's own echo) is stale: nothing to yield for.
-                    if self.session.as_ref().is_some_and(ServerSession::has_queued) {
-                        tokio::task::yield_now().await;
-                        self.push().await
-                    } else {
-                        Ok(())
-                    }
-                }
+                // A notification for deliveries that already went out with a batch's reply (a
+                // client's own echo) is stale: nothing to do.
+                () = self.notify.notified() => Ok(if self.session.as_ref().is_some_and(ServerSession::has_queued) {
+                    Turn::Push
+                } else {
+                    Turn::Write(None)
+                }),
                 outcome = async { self.processing.as_mut().expect("guarded").await }, if self.processing.is_some() => {
                     self.processing = None;
                     deadline = Instant::now() + idle;
-                    self.answer(outcome).await
+                    self.answer(outcome).map(Turn::Write)
                 }
                 incoming = self.socket.next(), if self.processing.is_none() => {
                     deadline = Instant::now() + idle;
-                    match self.receive(incoming) {
-                        // Most batches need no await: answer at once rather than in another
-                        // turn of the loop.
-                        Ok(()) => self.poll_processing().await,
-                        Err(close) => Err(close),
-                    }
+                    self.receive(incoming).map(|()| Turn::Poll)
                 }
                 () = tokio::time::sleep_until(deadline), if self.processing.is_none() => {
                     Err(Close::With(CloseCode::Away, "idle"))
                 }
-                () = &mut cancelled => Ok(()),
+                () = &mut cancelled => Ok(Turn::Write(None)),
             };
-            if let Err(close) = step {
+            let written = match turn {
+                Ok(Turn::Write(frame)) => self.send(frame).await,
+                Ok(Turn::Push) => {
+                    // One publish wakes every subscriber's connection at once. Yielding first
+                    // lets them write in the order they were woken instead of last-woken-first
+                    // (tokio's LIFO slot), and lets a burst gather into one frame.
+                    tokio::task::yield_now().await;
+                    let frame = self.pushed();
+                    self.send(frame).await
+                }
+                // Most batches need no await: answer at once rather than in another turn.
+                Ok(Turn::Poll) => match self.poll_processing() {
+                    Ok(frame) => self.send(frame).await,
+                    Err(close) => Err(close),
+                },
+                Err(close) => Err(close),
+            };
+            if let Err(close) = written {
                 break close;
             }
         };
@@ -280,6 +271,25 @@ where
             session.detach_push(self.id);
         }
         // Dropping a held connect starts its session's expiry, as for a dropped long-poll.
+    }
+
+    /// On shutdown: answers the batch being processed, then the held connect (the shutdown
+    /// answered it), then sends what is left queued.
+    async fn drain_for_shutdown(&mut self) {
+        let timeout = self.bayeux.inner.config.websocket_write_timeout;
+        if let Some(processing) = self.processing.take()
+            && let Ok(outcome) = tokio::time::timeout(timeout, processing).await
+            && let Ok(frame) = self.answer(outcome)
+        {
+            let _ = self.send(frame).await;
+        }
+        if let Some(held) = self.held.take()
+            && let Ok(end) = tokio::time::timeout(timeout, held).await
+        {
+            let _ = self.send(connect_frame(end)).await;
+        }
+        let frame = self.pushed();
+        let _ = self.send(frame).await;
     }
 
     /// Handles what the socket yielded.
@@ -327,22 +337,23 @@ where
         Ok(())
     }
 
-    /// Polls the batch being processed once, answering it if it is done.
-    async fn poll_processing(&mut self) -> Result<(), Close> {
-        let Some(processing) = self.processing.as_mut() else {
-            return Ok(());
-        };
-        match std::future::poll_fn(|cx| Poll::Ready(processing.as_mut().poll(cx))).await {
-            Poll::Ready(outcome) => {
+    /// Polls the batch being processed once, with a no-op waker (the next turn of the loop
+    /// polls it again with the task's own); the frame answering it if it is done.
+    fn poll_processing(&mut self) -> Result<Option<Bytes>, Close> {
+        match self.processing.as_mut().and_then(FutureExt::now_or_never) {
+            Some(outcome) => {
                 self.processing = None;
-                self.answer(outcome).await
+                self.answer(outcome)
             }
-            Poll::Pending => Ok(()),
+            None => Ok(None),
         }
     }
 
-    /// Writes the reply to a processed batch.
-    async fn answer(&mut self, outcome: Result<BatchOutcome, BatchError>) -> Result<(), Close> {
+    /// The frame answering a processed batch (`None` if there is nothing to write).
+    fn answer(
+        &mut self,
+        outcome: Result<BatchOutcome, BatchError>,
+    ) -> Result<Option<Bytes>, Close> {
         let Ok(outcome) = outcome else {
             return Err(Close::With(
                 CloseCode::Policy,
@@ -375,10 +386,7 @@ where
                 self.notify.notify_one();
             }
         }
-        if frame.is_empty() {
-            return Ok(());
-        }
-        self.send(frame.finish()).await
+        Ok(frame.finish_non_empty())
     }
 
     /// Makes this connection the one that pushes `session`'s deliveries (a client that
@@ -393,26 +401,19 @@ where
         session.attach_push(self.id, self.notify.clone());
     }
 
-    /// Writes every delivery queued for the bound session, as one frame.
-    async fn push(&mut self) -> Result<(), Close> {
-        let Some(session) = &self.session else {
-            return Ok(());
-        };
-        let queued = session.drain();
+    /// Every delivery queued for the bound session, as one frame.
+    fn pushed(&mut self) -> Option<Bytes> {
+        let queued = self.session.as_ref()?.drain();
         let mut frame = ArrayWriter::new(&queued, 0);
         frame.deliveries(&queued);
-        self.send_frame(frame).await
+        frame.finish_non_empty()
     }
 
-    /// Sends a frame unless it would be an empty array.
-    async fn send_frame(&mut self, frame: ArrayWriter) -> Result<(), Close> {
-        if frame.is_empty() {
+    /// Sends a frame, if there is one.
+    async fn send(&mut self, frame: Option<Bytes>) -> Result<(), Close> {
+        let Some(array) = frame else {
             return Ok(());
-        }
-        self.send(frame.finish()).await
-    }
-
-    async fn send(&mut self, array: Bytes) -> Result<(), Close> {
+        };
         let text = Utf8Bytes::try_from(array).map_err(|_| Close::Quietly)?;
         let timeout = self.bayeux.inner.config.websocket_write_timeout;
         match tokio::time::timeout(timeout, self.socket.send(Frame::Text(text))).await {
@@ -427,4 +428,15 @@ where
             }
         }
     }
+}
+
+/// The frame answering a held connect that ended (`None` when a newer connect displaced it:
+/// that one will be answered).
+fn connect_frame(end: ConnectEnd) -> Option<Bytes> {
+    let ConnectEnd::Reply { queued, reply } = end else {
+        return None;
+    };
+    let mut frame = ArrayWriter::new(&queued, 1);
+    frame.deliveries(&queued).messages(reply.as_slice());
+    frame.finish_non_empty()
 }
