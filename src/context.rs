@@ -31,7 +31,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use parking_lot::Mutex;
 
 tokio::task_local! {
-    static CURRENT: RequestContext;
+    /// `None` inside a scope entered without a context: code that is sometimes run for a
+    /// request and sometimes not scopes itself the same way either way.
+    static CURRENT: Option<RequestContext>;
 }
 
 /// The request that carried the messages being processed, plus the headers to add to its
@@ -79,12 +81,20 @@ impl RequestContext {
 
     /// The context of the request being processed by this task, if any.
     pub fn current() -> Option<Self> {
-        CURRENT.try_with(Clone::clone).ok()
+        CURRENT.try_with(Clone::clone).ok().flatten()
     }
 
     /// Runs `future` with this context as the current one.
     pub async fn scope<F: Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
+        CURRENT.scope(Some(self), future).await
+    }
+
+    /// Runs `future` with `context` as the current one, or with none.
+    pub(crate) fn scope_optional<F: Future>(
+        context: Option<Self>,
+        future: F,
+    ) -> impl Future<Output = F::Output> {
+        CURRENT.scope(context, future)
     }
 
     /// The request method.
@@ -177,7 +187,7 @@ where
     F::Output: Send + 'static,
 {
     match current() {
-        Some(ctx) => tokio::spawn(CURRENT.scope(ctx, future)),
+        Some(ctx) => tokio::spawn(CURRENT.scope(Some(ctx), future)),
         None => tokio::spawn(future),
     }
 }

@@ -132,16 +132,15 @@ impl HeldConnect {
         if let Some(batch) = batch {
             reply.ext_mut().insert("ack".to_owned(), batch.into());
         }
-        let extend =
-            self.bayeux
-                .inner
-                .extend_outgoing(Some(&self.session), Some(&self.request), &mut reply);
         // The reply's extensions see the connect's request, as on any other reply. Only this
         // part is scoped: the wait above is polled at every wake-up of a websocket connection.
-        let kept = match self.context.take() {
-            Some(context) => context.scope(extend).await,
-            None => extend.await,
-        };
+        let kept = RequestContext::scope_optional(
+            self.context.take(),
+            self.bayeux
+                .inner
+                .extend_outgoing(Some(&self.session), Some(&self.request), &mut reply),
+        )
+        .await;
         ConnectEnd::Reply {
             queued,
             reply: kept.then_some(reply),
