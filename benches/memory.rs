@@ -91,7 +91,7 @@ fn main() {
         let bayeux = Bayeux::builder().build();
         let (_client, server) = tokio::io::duplex(64);
         let (parts, ()) = http::Request::get("/cometd").body(()).unwrap().into_parts();
-        let connection = bayeux.serve_websocket(server, parts);
+        let connection = tower_bayeux::serve_websocket(&bayeux, server, parts);
         println!(
             "websocket connection future (held by its task for the connection's life): {} bytes",
             std::mem::size_of_val(&connection)

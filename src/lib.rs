@@ -54,6 +54,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod bayeux;
+mod builder;
 pub mod context;
 mod engine;
 pub mod ext;
@@ -61,13 +63,17 @@ mod layer;
 pub mod protocol;
 mod transport;
 
+pub use bayeux::Bayeux;
+pub use builder::BayeuxBuilder;
 pub use engine::{
-    Bayeux, BayeuxBuilder, Error, Extension, IntoChannelName, ListenerId, MessageEvent,
-    QueueFullPolicy, RemoveReason, SameSite, SecurityPolicy, ServerChannel, ServerEvent,
-    ServerSession, SessionExtension, Stats, Verdict,
+    Error, Extension, IntoChannelName, ListenerId, MessageEvent, QueueFullPolicy, RemoveReason,
+    SecurityPolicy, ServerChannel, ServerEvent, ServerSession, SessionExtension, Stats, Verdict,
 };
 pub use layer::{BayeuxBody, BayeuxLayer, BayeuxService, NotFound, ResponseFuture};
 pub use protocol::{ChannelName, ErrorCode, Message};
+pub use transport::SameSite;
+#[cfg(feature = "websocket")]
+pub use transport::websocket::serve_websocket;
 
 /// The boxed error type request bodies' errors convert into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -198,7 +198,7 @@ async fn websocket_keeps_per_publisher_order_for_clients_that_publish_too() {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let (parts, ()) = Request::get("/cometd").body(()).unwrap().into_parts();
         let engine = bayeux.clone();
-        tokio::spawn(async move { engine.serve_websocket(server, parts).await });
+        tokio::spawn(async move { tower_bayeux::serve_websocket(&engine, server, parts).await });
         let mut ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
         let mut call = async |message: Value| {
             ws.send(Frame::text(json!([message]).to_string()))

@@ -42,7 +42,10 @@ impl Socket {
         let (client, server) = tokio::io::duplex(buffer);
         let (parts, ()) = request.body(()).unwrap().into_parts();
         let bayeux = bayeux.clone();
-        let server = tokio::spawn(async move { bayeux.serve_websocket(server, parts).await });
+        let server =
+            tokio::spawn(
+                async move { tower_bayeux::serve_websocket(&bayeux, server, parts).await },
+            );
         let ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
         Self {
             ws,

@@ -11,9 +11,7 @@ use crate::context::RequestContext;
 use crate::protocol::{ChannelName, Message};
 
 use super::event::ServerEvent;
-use super::queue::Push;
-use super::session::Delivery;
-use super::{Bayeux, BoxFuture, Error, ListenerId, ServerSession};
+use super::{BoxFuture, Engine, Error, ListenerId, ServerSession};
 
 pub(crate) type MessageListener =
     Arc<dyn Fn(MessageEvent) -> BoxFuture<'static, Verdict> + Send + Sync>;
@@ -250,7 +248,7 @@ impl Verdict {
 /// ```
 #[derive(Clone)]
 pub struct ServerChannel {
-    pub(crate) bayeux: Bayeux,
+    pub(crate) engine: Engine,
     pub(crate) name: ChannelName,
 }
 
@@ -281,13 +279,13 @@ impl ServerChannel {
         let id = ListenerId::next();
         let listener: MessageListener = Arc::new(move |event| Box::pin(listener(event)));
         let created = {
-            let mut table = self.bayeux.inner.channels.write();
+            let mut table = self.engine.inner.channels.write();
             let (entry, created) = table.entry(&self.name);
             entry.listeners.push((id, listener));
             created
         };
         if created {
-            self.bayeux
+            self.engine
                 .inner
                 .emit(&ServerEvent::ChannelAdded(self.name.clone()));
         }
@@ -296,7 +294,7 @@ impl ServerChannel {
 
     /// Removes a listener. Returns whether it was there.
     pub fn remove_listener(&self, id: ListenerId) -> bool {
-        let mut table = self.bayeux.inner.channels.write();
+        let mut table = self.engine.inner.channels.write();
         let Some(entry) = table.get_mut(&self.name) else {
             return false;
         };
@@ -309,7 +307,7 @@ impl ServerChannel {
 
     /// The sessions subscribed to exactly this channel or pattern.
     pub fn subscribers(&self) -> Vec<ServerSession> {
-        self.bayeux
+        self.engine
             .inner
             .channels
             .read()
@@ -337,56 +335,10 @@ impl ServerChannel {
         message.channel = self.name.as_str().to_owned();
         message.id = None;
         message.client_id = None;
-        if self.bayeux.inner.broadcast(&self.name, message).await {
+        if self.engine.inner.broadcast(&self.name, message).await {
             Ok(())
         } else {
             Err(Error::MessageDeleted)
         }
-    }
-}
-
-impl super::Inner {
-    /// Sends `message` to every subscriber of `channel`. Server extensions see it once and it
-    /// is serialised once, the bytes shared by every recipient; only a recipient with session
-    /// extensions gets a copy of its own. Returns `false` if an extension dropped it.
-    pub(crate) async fn broadcast(&self, channel: &ChannelName, mut message: Message) -> bool {
-        if self.has_extensions() && !self.extend_outgoing(None, None, &mut message).await {
-            return false;
-        }
-        // Under the table's read lock (taken before any session's state, as everywhere), the
-        // shared bytes are queued for every subscriber that needs nothing more; only those that
-        // need an await are kept, by clone: a recipient with session extensions (its own copy)
-        // or one whose queue is full (listeners to tell, perhaps a session to remove).
-        let mut shared = None;
-        let mut own_copy = Vec::new();
-        let mut full = Vec::new();
-        self.channels
-            .read()
-            .for_each_subscriber(channel, |session| {
-                if session.has_extensions() {
-                    own_copy.push(session.clone());
-                    return;
-                }
-                let delivery = shared.get_or_insert_with(|| Delivery::new(&message));
-                match session.enqueue(delivery.clone()) {
-                    // `None`: the session is being removed.
-                    Some(Push::Queued) | None => {}
-                    Some(push) => full.push((session.clone(), push)),
-                }
-            });
-        for (session, push) in full {
-            self.queued(&session, Some(push));
-        }
-        for session in own_copy {
-            let mut own = message.clone();
-            if !session.extend_outgoing(None, &mut own).await {
-                continue;
-            }
-            let push = session.enqueue(Delivery::new(&own));
-            if !matches!(push, Some(Push::Queued)) {
-                self.queued(&session, push);
-            }
-        }
-        true
     }
 }

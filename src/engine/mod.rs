@@ -1,24 +1,29 @@
 //! The Bayeux engine: sessions, channels, subscriptions, the security policy and the server
-//! API. It knows nothing of HTTP; transports feed it batches of messages.
+//! API. It knows nothing of HTTP: transports hand it batches of messages with a [`Link`]
+//! saying what the connection is, and write out what it answers.
 
+mod batch;
+mod broker;
+mod browsers;
 mod channel;
 mod config;
+mod connect;
 mod event;
 mod extension;
+mod handshake;
+mod lifecycle;
 mod policy;
-pub(crate) mod process;
+mod publish;
 mod queue;
 mod session;
+mod subscription;
 
-use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 
-use parking_lot::{Mutex, RwLock};
-use serde_json::Value;
+use parking_lot::RwLock;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,15 +31,16 @@ use tokio_util::task::TaskTracker;
 use crate::protocol::{ChannelName, ErrorCode, InvalidChannel};
 
 pub use channel::{MessageEvent, ServerChannel, Verdict};
-pub use config::{BayeuxBuilder, SameSite};
 pub use event::{RemoveReason, ServerEvent};
 pub use extension::{Extension, SessionExtension};
 pub use policy::SecurityPolicy;
 pub use queue::QueueFullPolicy;
 pub use session::ServerSession;
 
+pub(crate) use batch::{BatchError, BatchOutcome, Carrier, Link};
 pub(crate) use channel::ChannelTable;
 pub(crate) use config::Config;
+pub(crate) use connect::ConnectEnd;
 pub(crate) use session::Delivery;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -109,161 +115,104 @@ impl IntoChannelName for &String {
 
 type EventListener = Arc<dyn Fn(&ServerEvent) + Send + Sync>;
 
-/// Per-browser bookkeeping: how many sessions it has, and which of them hold a long-poll.
-#[derive(Default)]
-struct BrowserState {
-    sessions: usize,
-    /// `(session id, connect generation)` of the held connects.
-    holding: Vec<(Arc<str>, u64)>,
-}
-
 pub(crate) struct Inner {
     pub(crate) config: Config,
-    pub(crate) sessions: RwLock<HashMap<Arc<str>, ServerSession>>,
+    pub(crate) sessions: RwLock<std::collections::HashMap<Arc<str>, ServerSession>>,
     pub(crate) channels: RwLock<ChannelTable>,
-    browsers: Mutex<HashMap<Arc<str>, BrowserState>>,
+    browsers: browsers::Browsers,
     event_listeners: RwLock<Arc<Vec<(ListenerId, EventListener)>>>,
     sweeper_started: AtomicBool,
-    /// Set by [`Bayeux::shutdown`]: no new sessions, held connects told to come back later.
-    pub(crate) closing: AtomicBool,
-    /// Cancelled by [`Bayeux::shutdown`]: websocket connections close.
-    pub(crate) shutdown: CancellationToken,
-    /// What [`Bayeux::shutdown`] waits for: websocket connections, held connects and
-    /// session-removed listeners.
-    pub(crate) tasks: TaskTracker,
-    /// The connection types the transports offer, for the handshake reply.
-    pub(crate) connection_types: Vec<&'static str>,
+    /// Set by [`Engine::shutdown`]: no new sessions, held connects told to come back later.
+    closing: AtomicBool,
+    /// Cancelled by [`Engine::shutdown`]: connections close.
+    shutdown: CancellationToken,
+    /// What [`Engine::shutdown`] waits for: connections, held connects and session-removed
+    /// listeners.
+    tasks: TaskTracker,
+    /// Where broadcasts leave this node and arrive from others.
+    broker: Box<dyn broker::Broker>,
 }
 
-/// The Bayeux engine handle: cheap to clone, every clone is the same engine.
-///
-/// Build it once with [`Bayeux::builder`], give it to a [`BayeuxLayer`](crate::BayeuxLayer) or
-/// [`BayeuxService`](crate::BayeuxService), and keep clones wherever the application publishes
-/// or reacts to sessions.
+/// The engine handle: cheap to clone, every clone is the same engine. Applications hold it
+/// inside [`Bayeux`](crate::Bayeux); transports call the named methods below (and
+/// [`Engine::process_batch`]).
 #[derive(Clone)]
-pub struct Bayeux {
+pub(crate) struct Engine {
     pub(crate) inner: Arc<Inner>,
 }
 
-impl fmt::Debug for Bayeux {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Bayeux")
-            .field("sessions", &self.inner.sessions.read().len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for Bayeux {
-    fn default() -> Self {
-        Self::builder().build()
-    }
-}
-
-impl Bayeux {
-    /// A builder with every setting at its default.
-    pub fn builder() -> BayeuxBuilder {
-        BayeuxBuilder::default()
-    }
-
-    pub(crate) fn from_config(config: Config) -> Self {
-        let connection_types = config.connection_types();
+impl Engine {
+    pub(crate) fn new(config: Config) -> Self {
+        let browsers = browsers::Browsers::new(
+            config.max_sessions_per_cookie,
+            config.max_sessions_per_browser,
+        );
         Self {
             inner: Arc::new(Inner {
                 config,
                 sessions: RwLock::default(),
                 channels: RwLock::default(),
-                browsers: Mutex::default(),
+                browsers,
                 event_listeners: RwLock::default(),
                 sweeper_started: AtomicBool::new(false),
                 closing: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
-                connection_types,
+                broker: Box::new(broker::Local),
             }),
         }
     }
 
-    /// A handle on the channel `name` (validated); the channel is created when a listener is
-    /// added or a client uses it.
-    pub fn channel(&self, name: impl IntoChannelName) -> Result<ServerChannel, InvalidChannel> {
-        Ok(ServerChannel {
-            bayeux: self.clone(),
-            name: name.into_channel_name()?,
-        })
+    /// A handle on the channel `name`.
+    pub(crate) fn channel(&self, name: ChannelName) -> ServerChannel {
+        ServerChannel {
+            engine: self.clone(),
+            name,
+        }
     }
 
     /// The channels that exist now.
-    pub fn channels(&self) -> Vec<ChannelName> {
+    pub(crate) fn channel_names(&self) -> Vec<ChannelName> {
         self.inner.channels.read().names()
     }
 
-    /// Publishes `data` to the broadcast channel `channel`; see [`ServerChannel::publish`].
-    pub async fn publish(&self, channel: impl IntoChannelName, data: Value) -> Result<(), Error> {
-        self.channel(channel)?.publish(data).await
-    }
-
     /// The live session with this id.
-    pub fn session(&self, id: &str) -> Option<ServerSession> {
+    pub(crate) fn session(&self, id: &str) -> Option<ServerSession> {
         self.inner.sessions.read().get(id).cloned()
     }
 
     /// Every live session.
-    pub fn sessions(&self) -> Vec<ServerSession> {
+    pub(crate) fn sessions(&self) -> Vec<ServerSession> {
         self.inner.sessions.read().values().cloned().collect()
     }
 
-    /// How many sessions are live.
-    pub fn session_count(&self) -> usize {
+    pub(crate) fn session_count(&self) -> usize {
         self.inner.sessions.read().len()
     }
 
-    /// Shuts the engine down gracefully: new handshakes are refused (`503::shutting_down`),
-    /// every session is removed (removal listeners hear [`RemoveReason::Shutdown`]), held
-    /// `/meta/connect`s are answered with what is queued and `reconnect: retry` advice with a
-    /// random interval up to [`shutdown_jitter`](BayeuxBuilder::shutdown_jitter) (so clients come
-    /// back to the next instance, not all at once), and websockets send what they hold and
-    /// close with code 1001 (going away).
-    ///
-    /// Returns once that is done: every held connect has its reply (the HTTP server then
-    /// writes it), every websocket has been sent its close frame (or given up on after
-    /// [`websocket_write_timeout`](BayeuxBuilder::websocket_write_timeout)), and every
-    /// session-removed listener has returned. Websockets served with
-    /// [`serve_websocket`](Self::serve_websocket) are waited for too. Calling it again waits
-    /// for the same.
-    ///
-    /// Call it before the HTTP server's own graceful shutdown waits for in-flight requests, so
-    /// held long-polls do not keep it waiting:
-    ///
-    /// ```no_run
-    /// # async fn run(app: axum::Router, bayeux: tower_bayeux::Bayeux) -> std::io::Result<()> {
-    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-    /// axum::serve(listener, app)
-    ///     .with_graceful_shutdown(async move {
-    ///         let _ = tokio::signal::ctrl_c().await;
-    ///         bayeux.shutdown().await;
-    ///     })
-    ///     .await
-    /// # }
-    /// ```
-    pub async fn shutdown(&self) {
-        if !self.inner.closing.swap(true, Ordering::AcqRel) {
-            tracing::info!(sessions = self.session_count(), "shutting down");
-            for session in self.sessions() {
-                self.inner.remove_session(&session, RemoveReason::Shutdown);
-            }
-            self.inner.shutdown.cancel();
-            self.inner.tasks.close();
-        }
-        self.inner.tasks.wait().await;
-    }
-
-    /// Whether [`shutdown`](Self::shutdown) was called.
-    pub fn is_shut_down(&self) -> bool {
+    pub(crate) fn is_shut_down(&self) -> bool {
         self.inner.closing.load(Ordering::Acquire)
     }
 
-    /// Counts of what the engine holds now, for monitoring.
-    pub fn stats(&self) -> Stats {
+    /// Cancelled when the engine shuts down: connections then say goodbye and close.
+    pub(crate) fn shutdown_signal(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Spawns a task [`shutdown`](Self::shutdown) waits for (a connection being served).
+    pub(crate) fn spawn_tracked<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tasks.spawn(task);
+    }
+
+    /// Makes [`shutdown`](Self::shutdown) wait until the token is dropped.
+    pub(crate) fn track(&self) -> tokio_util::task::task_tracker::TaskTrackerToken {
+        self.inner.tasks.token()
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
         let mut stats = Stats::default();
         {
             let sessions = self.inner.sessions.read();
@@ -275,24 +224,11 @@ impl Bayeux {
             }
         }
         stats.channels = self.inner.channels.read().len();
-        stats.browsers = self.inner.browsers.lock().len();
+        stats.browsers = self.inner.browsers.len();
         stats
     }
 
-    /// Adds a listener for engine events (sessions added and removed, subscriptions, channels).
-    /// See [`ServerEvent`] for when and how it is called.
-    ///
-    /// ```
-    /// use tower_bayeux::{Bayeux, ServerEvent};
-    ///
-    /// let bayeux = Bayeux::builder().build();
-    /// bayeux.on_event(|event| {
-    ///     if let ServerEvent::SessionRemoved { session, reason } = event {
-    ///         println!("{} left ({reason:?})", session.id());
-    ///     }
-    /// });
-    /// ```
-    pub fn on_event<F>(&self, listener: F) -> ListenerId
+    pub(crate) fn on_event<F>(&self, listener: F) -> ListenerId
     where
         F: Fn(&ServerEvent) + Send + Sync + 'static,
     {
@@ -304,8 +240,7 @@ impl Bayeux {
         id
     }
 
-    /// Removes an event listener. Returns whether it was there.
-    pub fn remove_event_listener(&self, id: ListenerId) -> bool {
+    pub(crate) fn remove_event_listener(&self, id: ListenerId) -> bool {
         let mut listeners = self.inner.event_listeners.write();
         let mut next = Vec::clone(&listeners);
         next.retain(|(listener_id, _)| *listener_id != id);
@@ -313,69 +248,9 @@ impl Bayeux {
         *listeners = Arc::new(next);
         removed
     }
-
-    /// The body size limit transports apply.
-    pub(crate) fn max_body_size(&self) -> usize {
-        self.inner.config.max_body_size
-    }
-
-    /// The bounds transports parse batches within.
-    pub(crate) fn parse_limits(&self) -> crate::protocol::ParseLimits {
-        crate::protocol::ParseLimits {
-            max_messages: self.inner.config.max_messages_per_batch,
-            max_message_size: self.inner.config.max_message_size,
-        }
-    }
-
-    /// Starts the sweeper task if it is not running; needs a tokio runtime.
-    fn ensure_sweeper(&self) {
-        if self.inner.sweeper_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(&self.inner);
-        let period = self.inner.config.sweep_period;
-        tokio::spawn(sweep_loop(weak, period));
-    }
-}
-
-async fn sweep_loop(engine: Weak<Inner>, period: std::time::Duration) {
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let Some(inner) = engine.upgrade() else {
-            return;
-        };
-        if inner.closing.load(Ordering::Acquire) {
-            return;
-        }
-        inner.sweep();
-    }
 }
 
 impl Inner {
-    /// Follows up on queueing a delivery: a full queue is reported to listeners, and under the
-    /// disconnect policy its session removed. Returns whether the delivery was queued.
-    pub(crate) fn queued(&self, session: &ServerSession, push: Option<queue::Push>) -> bool {
-        use queue::Push;
-        let Some(push) = push else {
-            return false;
-        };
-        let full = matches!(push, Push::Full | Push::DroppedOldest { first: true });
-        if full {
-            tracing::debug!(client_id = %session.id(), ?push, "session queue full");
-            self.emit(&ServerEvent::QueueFull {
-                session: session.clone(),
-                policy: self.config.queue.policy,
-            });
-        }
-        if push == Push::Full {
-            self.remove_session(session, RemoveReason::QueueFull);
-            return false;
-        }
-        true
-    }
-
     pub(crate) fn emit(&self, event: &ServerEvent) {
         let listeners = self.event_listeners.read().clone();
         for (_, listener) in listeners.iter() {
@@ -385,128 +260,6 @@ impl Inner {
 
     pub(crate) fn expiry_from(&self, now: Instant) -> Instant {
         now + self.config.interval + self.config.max_interval
-    }
-
-    /// Removes expired sessions and unused channels.
-    fn sweep(&self) {
-        let now = Instant::now();
-        let expired: Vec<ServerSession> = self
-            .sessions
-            .read()
-            .values()
-            .filter(|session| {
-                let state = session.0.state.lock();
-                state.held.is_none() && state.expire_at.is_some_and(|at| at <= now)
-            })
-            .cloned()
-            .collect();
-        for session in expired {
-            tracing::debug!(client_id = %session.id(), "session expired");
-            self.remove_session(&session, RemoveReason::Timeout);
-        }
-        let removed = self.channels.write().sweep();
-        for name in removed {
-            self.emit(&ServerEvent::ChannelRemoved(name));
-        }
-    }
-
-    /// Removes a session: unsubscribes it everywhere, wakes its held connect, and tells
-    /// listeners: event listeners at once, session-removed listeners in a task of their own,
-    /// so that neither the caller (a publisher whose message overflowed the session's queue,
-    /// the sweeper) nor other sessions wait on them. Returns `false` if it was already removed.
-    pub(crate) fn remove_session(&self, session: &ServerSession, reason: RemoveReason) -> bool {
-        if self.sessions.write().remove(&session.0.id).is_none() {
-            return false;
-        }
-        let (subscriptions, held, push) = {
-            let mut state = session.0.state.lock();
-            state.removed = Some(reason);
-            state.expire_at = None;
-            if reason == RemoveReason::QueueFull {
-                // Nothing more goes to a client that could not keep up.
-                state.queue.clear();
-            }
-            (
-                std::mem::take(&mut state.subscriptions),
-                state.held.take(),
-                state.push.take(),
-            )
-        };
-        if let Some(slot) = held {
-            let _ = slot.wake.send(session::Wake::Removed);
-        }
-        if let Some(push) = push {
-            // The connection writes what is left (a server-side /meta/disconnect).
-            push.notify.notify_one();
-        }
-        if let Some(browser) = &session.0.browser {
-            let mut browsers = self.browsers.lock();
-            if let Some(entry) = browsers.get_mut(browser) {
-                entry.sessions = entry.sessions.saturating_sub(1);
-                if entry.sessions == 0 && entry.holding.is_empty() {
-                    browsers.remove(browser);
-                }
-            }
-        }
-        {
-            let mut channels = self.channels.write();
-            for name in &subscriptions {
-                if let Some(entry) = channels.get_mut(name) {
-                    entry.subscribers.remove(&session.0.id);
-                }
-            }
-        }
-        for channel in subscriptions {
-            self.emit(&ServerEvent::Unsubscribed {
-                session: session.clone(),
-                channel,
-                message: None,
-            });
-        }
-        self.emit(&ServerEvent::SessionRemoved {
-            session: session.clone(),
-            reason,
-        });
-        let listeners = session.take_removed_listeners(reason);
-        self.run_removed_listeners(session, reason, listeners);
-        tracing::debug!(client_id = %session.id(), ?reason, "session removed");
-        true
-    }
-
-    /// Runs session-removed listeners in a task of their own: in order, one after the other,
-    /// each panic contained (as an extension's).
-    pub(crate) fn run_removed_listeners(
-        &self,
-        session: &ServerSession,
-        reason: RemoveReason,
-        listeners: Vec<session::RemovedListener>,
-    ) {
-        if listeners.is_empty() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(
-                client_id = %session.id(),
-                "session-removed listeners not run: no tokio runtime"
-            );
-            return;
-        };
-        let session = session.clone();
-        self.tasks.spawn_on(
-            async move {
-                for listener in listeners {
-                    let removed = session.clone();
-                    let run = async move { listener(removed, reason).await };
-                    if extension::CatchUnwind(run).await.is_err() {
-                        tracing::error!(
-                            client_id = %session.id(),
-                            "session-removed listener panicked"
-                        );
-                    }
-                }
-            },
-            &runtime,
-        );
     }
 
     /// Adds a handshaken session to the table, within the session limits.
@@ -519,71 +272,13 @@ impl Inner {
         {
             return Err(ErrorCode::TooManySessions);
         }
-        if let Some(browser) = &session.0.browser {
-            let mut browsers = self.browsers.lock();
-            let entry = browsers.entry(browser.clone()).or_default();
-            if self
-                .config
-                .max_sessions_per_cookie
-                .is_some_and(|max| entry.sessions >= max)
-            {
-                if entry.sessions == 0 && entry.holding.is_empty() {
-                    browsers.remove(browser);
-                }
-                return Err(ErrorCode::TooManySessions);
-            }
-            entry.sessions += 1;
+        if let Some(browser) = &session.0.browser
+            && !self.browsers.add_session(browser)
+        {
+            return Err(ErrorCode::TooManySessions);
         }
         sessions.insert(session.0.id.clone(), session.clone());
         Ok(())
-    }
-
-    /// Claims a long-poll for `session` within its browser's limit. A session that already
-    /// holds one keeps its place (its new connect displaces the old).
-    pub(crate) fn try_hold(&self, browser: &Arc<str>, session: &Arc<str>, generation: u64) -> bool {
-        if self.config.max_sessions_per_browser.is_none() {
-            // Nothing to count: keep the shared lock off the connect path.
-            return true;
-        }
-        let mut browsers = self.browsers.lock();
-        let entry = browsers.entry(browser.clone()).or_default();
-        if let Some(held) = entry.holding.iter_mut().find(|(id, _)| id == session) {
-            held.1 = generation;
-            return true;
-        }
-        match self.config.max_sessions_per_browser {
-            Some(max) if entry.holding.len() >= max => false,
-            _ => {
-                entry.holding.push((session.clone(), generation));
-                true
-            }
-        }
-    }
-
-    /// Releases the long-poll claimed by connect `generation` of `session`, if still its own.
-    pub(crate) fn release_hold(&self, browser: &Arc<str>, session: &Arc<str>, generation: u64) {
-        if self.config.max_sessions_per_browser.is_none() {
-            return;
-        }
-        let mut browsers = self.browsers.lock();
-        if let Some(entry) = browsers.get_mut(browser) {
-            entry
-                .holding
-                .retain(|(id, held)| !(id == session && *held == generation));
-            if entry.sessions == 0 && entry.holding.is_empty() {
-                browsers.remove(browser);
-            }
-        }
-    }
-
-    /// A random reconnect interval for clients of a server shutting down.
-    pub(crate) fn shutdown_interval_ms(&self) -> i64 {
-        let jitter = u64::try_from(self.config.shutdown_jitter.as_millis()).unwrap_or(u64::MAX);
-        if jitter == 0 {
-            return 0;
-        }
-        let random = getrandom::u64().unwrap_or(jitter / 2);
-        i64::try_from(random % jitter).unwrap_or(0)
     }
 }
 

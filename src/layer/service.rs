@@ -12,8 +12,8 @@ use http_body_util::Empty;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::Bayeux;
 use crate::BoxError;
-use crate::engine::Bayeux;
 use crate::transport;
 
 use super::{BayeuxBody, ResponseFuture};

@@ -8,9 +8,9 @@ use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
+use crate::Bayeux;
 use crate::context::RequestContext;
-use crate::engine::Bayeux;
-use crate::engine::process::{ConnectEnd, Connection, TransportKind};
+use crate::engine::{Carrier, ConnectEnd, Link};
 use crate::protocol::Message;
 
 use super::{ArrayWriter, error_response};
@@ -26,23 +26,25 @@ pub(crate) async fn respond<F>(
     bayeux: Bayeux,
     parts: Parts,
     messages: Vec<Message>,
-    kind: TransportKind,
     encoding: Encoding<F>,
 ) -> Response<Full<Bytes>>
 where
     F: FnOnce(Bytes) -> Bytes,
 {
-    let cookie = &bayeux.inner.config.cookie;
-    let connection = Connection {
+    let transport = &bayeux.transport;
+    let cookie = &transport.cookie;
+    let link = Link {
         browser: cookie.find(&parts.headers).map(Arc::from),
-        kind,
+        carrier: Carrier::Polling {
+            trust_client_session: transport.trust_client_session,
+        },
     };
     let context = RequestContext::new(parts);
     // Boxed: processing needs a large future, but only briefly; inline it would stay reserved in
     // every request's future for as long as its connect is held.
     let outcome = match context
         .clone()
-        .scope(Box::pin(bayeux.process_batch(messages, &connection)))
+        .scope(Box::pin(bayeux.engine.process_batch(messages, &link)))
         .await
     {
         Ok(outcome) => outcome,
@@ -52,7 +54,9 @@ where
     let array = match outcome.held {
         // Boxed for the same reason, so a held connect keeps only what waiting needs.
         Some(held) => match Box::pin(held.wait()).await {
-            ConnectEnd::Displaced(status) => return empty_response(status),
+            ConnectEnd::Displaced => {
+                return empty_response(transport.duplicate_meta_connect_status);
+            }
             ConnectEnd::Reply { queued, reply } => {
                 let mut array = ArrayWriter::new(&queued, 1);
                 array.deliveries(&queued).messages(reply.as_slice());

@@ -5,8 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::engine::Bayeux;
-use crate::engine::process::TransportKind;
+use crate::Bayeux;
 use crate::protocol::{Message, ParseError, ParseLimits, parse_messages_with};
 
 use super::error_response;
@@ -131,24 +130,17 @@ fn script(callback: &str, array: &[u8]) -> Bytes {
 /// Serves a callback-polling `GET`.
 pub(crate) async fn serve<B>(bayeux: Bayeux, request: Request<B>) -> Response<Full<Bytes>> {
     let query = request.uri().query().unwrap_or_default();
-    let (callback, messages) =
-        match parse_query(query, bayeux.max_body_size(), &bayeux.parse_limits()) {
-            Ok(parsed) => parsed,
-            Err(error) => return error.response(bayeux.max_body_size()),
-        };
+    let limit = bayeux.transport.max_body_size;
+    let (callback, messages) = match parse_query(query, limit, &bayeux.transport.parse_limits) {
+        Ok(parsed) => parsed,
+        Err(error) => return error.response(limit),
+    };
     let (parts, _body) = request.into_parts();
     let encoding = Encoding {
         content_type: "text/javascript;charset=UTF-8",
         encode: move |array: Bytes| script(&callback, &array),
     };
-    respond(
-        bayeux,
-        parts,
-        messages,
-        TransportKind::CallbackPolling,
-        encoding,
-    )
-    .await
+    respond(bayeux, parts, messages, encoding).await
 }
 
 #[cfg(test)]

@@ -5,10 +5,8 @@ use http::{Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 
-use crate::BoxError;
-use crate::engine::Bayeux;
-use crate::engine::process::TransportKind;
 use crate::protocol::parse_messages_with;
+use crate::{Bayeux, BoxError};
 
 use super::error_response;
 use super::http::{Encoding, respond};
@@ -20,7 +18,7 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let limit = bayeux.max_body_size();
+    let limit = bayeux.transport.max_body_size;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -39,7 +37,7 @@ where
             );
         }
     };
-    let messages = match parse_messages_with(&body, &bayeux.parse_limits()) {
+    let messages = match parse_messages_with(&body, &bayeux.transport.parse_limits) {
         Ok(messages) => messages,
         Err(err) => return super::unparsable(&err),
     };
@@ -47,12 +45,5 @@ where
         content_type: "application/json;charset=UTF-8",
         encode: |array| array,
     };
-    respond(
-        bayeux,
-        parts,
-        messages,
-        TransportKind::LongPolling,
-        encoding,
-    )
-    .await
+    respond(bayeux, parts, messages, encoding).await
 }

@@ -1,6 +1,7 @@
 //! Transports: turn HTTP requests into message batches for the engine, and its outcome into
 //! responses.
 
+mod config;
 mod http;
 #[cfg(feature = "jsonp")]
 mod jsonp;
@@ -8,15 +9,19 @@ mod long_polling;
 #[cfg(feature = "websocket")]
 mod origin;
 #[cfg(feature = "websocket")]
-mod websocket;
+pub(crate) mod websocket;
+
+pub use config::SameSite;
+pub(crate) use config::TransportConfig;
 
 use ::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::Full;
 
+use crate::Bayeux;
 use crate::BoxError;
-use crate::engine::{Bayeux, Delivery};
+use crate::engine::Delivery;
 use crate::protocol::Message;
 
 /// Serves a request at the Bayeux path with the transport it asks for.
@@ -26,7 +31,7 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let config = &bayeux.inner.config;
+    let config = &bayeux.transport;
     match *request.method() {
         Method::POST => long_polling::serve(bayeux, request).await,
         Method::GET if is_upgrade(&request) => {
@@ -82,7 +87,7 @@ fn is_upgrade<B>(request: &Request<B>) -> bool {
 }
 
 fn allow(bayeux: &Bayeux) -> HeaderValue {
-    let config = &bayeux.inner.config;
+    let config = &bayeux.transport;
     if config.websocket_enabled() || config.callback_polling_enabled() {
         HeaderValue::from_static("GET, POST, OPTIONS")
     } else {

@@ -26,9 +26,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message as Frame, Utf8Bytes};
 
+use crate::Bayeux;
 use crate::context::RequestContext;
-use crate::engine::process::{BatchError, BatchOutcome, ConnectEnd, Connection, TransportKind};
-use crate::engine::{Bayeux, ServerSession};
+use crate::engine::{BatchError, BatchOutcome, Carrier, ConnectEnd, Link, ServerSession};
 use crate::protocol::{ParseError, parse_messages_with};
 
 use super::origin::{self, Refused};
@@ -47,10 +47,10 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 /// task once hyper hands over the connection.
 pub(crate) fn upgrade<B>(bayeux: Bayeux, mut request: Request<B>) -> Response<Full<Bytes>> {
     let headers = request.headers();
-    let config = &bayeux.inner.config;
-    if config.websocket_check_origin
+    let settings = &bayeux.transport.websocket;
+    if settings.check_origin
         && let Err(Refused(reason)) =
-            origin::check(headers, request.uri(), &config.websocket_allowed_origins)
+            origin::check(headers, request.uri(), &settings.allowed_origins)
     {
         tracing::debug!(%reason, "websocket upgrade refused");
         return error_response(StatusCode::FORBIDDEN, &reason);
@@ -96,9 +96,9 @@ pub(crate) fn upgrade<B>(bayeux: Bayeux, mut request: Request<B>) -> Response<Fu
         );
     };
     let (parts, _body) = request.into_parts();
-    bayeux.inner.tasks.clone().spawn(async move {
+    bayeux.engine.clone().spawn_tracked(async move {
         match on_upgrade.await {
-            Ok(upgraded) => bayeux.serve_websocket(TokioIo::new(upgraded), parts).await,
+            Ok(upgraded) => serve_websocket(&bayeux, TokioIo::new(upgraded), parts).await,
             Err(err) => tracing::debug!(%err, "websocket upgrade failed"),
         }
     });
@@ -140,7 +140,7 @@ struct WebSocketConnection<S> {
     socket: WebSocketStream<S>,
     id: u64,
     context: RequestContext,
-    connection: Connection,
+    link: Link,
     notify: Arc<Notify>,
     /// The session whose deliveries this connection pushes.
     session: Option<ServerSession>,
@@ -151,47 +151,59 @@ struct WebSocketConnection<S> {
     processing: Option<Processing>,
 }
 
-impl Bayeux {
-    /// Serves Bayeux over a websocket connection that already completed its HTTP upgrade:
-    /// `stream` is the raw upgraded connection, `request` the head of the upgrade request
-    /// (listeners see it through [`context::current()`](crate::context::current), with no
-    /// response to edit). Returns when the connection closes.
-    ///
-    /// [`BayeuxLayer`](crate::BayeuxLayer) calls this itself for upgrades at the Bayeux path; call
-    /// it directly to serve the transport from elsewhere, or over any
-    /// `AsyncRead + AsyncWrite` stream in tests.
-    pub async fn serve_websocket<S>(&self, stream: S, request: Parts)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
-    {
-        let config = &self.inner.config;
-        let limit = config.max_body_size;
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0)
-            .max_message_size(Some(limit))
-            .max_frame_size(Some(limit));
-        // Shutdown waits for the connection, however it was started.
-        let _tracked = self.inner.tasks.token();
-        let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
-        static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
-        let browser = config.cookie.find(&request.headers).map(Arc::from);
-        let connection = WebSocketConnection {
-            bayeux: self.clone(),
-            socket,
-            id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
-            context: RequestContext::without_response(request),
-            connection: Connection {
-                browser,
-                kind: TransportKind::WebSocket,
-            },
-            notify: Arc::new(Notify::new()),
-            session: None,
-            held: None,
-            processing: None,
-        };
-        connection.run().await;
-    }
+/// Serves Bayeux over a websocket connection that already completed its HTTP upgrade: `stream`
+/// is the raw upgraded connection, `request` the head of the upgrade request (listeners see it
+/// through [`context::current()`](crate::context::current), with no response to edit). Returns
+/// when the connection closes; [`Bayeux::shutdown`] waits for that.
+///
+/// [`BayeuxLayer`](crate::BayeuxLayer) calls this itself for upgrades at the Bayeux path (after
+/// checking their `Origin`); call it to serve the transport from another server, or over any
+/// `AsyncRead + AsyncWrite` stream in tests.
+///
+/// ```
+/// # async fn example() {
+/// let bayeux = tower_bayeux::Bayeux::builder().build();
+/// let (_client, server) = tokio::io::duplex(4096);
+/// let (request, ()) = http::Request::get("/cometd").body(()).unwrap().into_parts();
+/// # let _ = async move {
+/// tower_bayeux::serve_websocket(&bayeux, server, request).await;
+/// # };
+/// # }
+/// ```
+pub async fn serve_websocket<S>(bayeux: &Bayeux, stream: S, request: Parts)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let limit = bayeux.transport.max_body_size;
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    // Shutdown waits for the connection, however it was started.
+    let _tracked = bayeux.engine.track();
+    let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
+    static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+    let browser = bayeux
+        .transport
+        .cookie
+        .find(&request.headers)
+        .map(Arc::from);
+    let connection = WebSocketConnection {
+        bayeux: bayeux.clone(),
+        socket,
+        id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+        context: RequestContext::without_response(request),
+        link: Link {
+            browser,
+            carrier: Carrier::Stream,
+        },
+        notify: Arc::new(Notify::new()),
+        session: None,
+        held: None,
+        processing: None,
+    };
+    connection.run().await;
 }
 
 impl<S> WebSocketConnection<S>
@@ -199,9 +211,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     async fn run(mut self) {
-        let idle = self.bayeux.inner.config.websocket_idle_timeout();
+        let idle = self.bayeux.transport.websocket.idle_timeout;
         let mut deadline = Instant::now() + idle;
-        let shutdown = self.bayeux.inner.shutdown.clone();
+        let shutdown = self.bayeux.engine.shutdown_signal().clone();
         // Made once: a cancellation future registers with the token when first polled.
         let mut cancelled = std::pin::pin!(shutdown.clone().cancelled_owned());
         // Each turn decides what to do, then does it: frames are built without an await, so
@@ -264,7 +276,7 @@ where
                 code,
                 reason: Utf8Bytes::from_static(reason),
             };
-            let timeout = self.bayeux.inner.config.websocket_write_timeout;
+            let timeout = self.bayeux.transport.websocket.write_timeout;
             let _ = tokio::time::timeout(timeout, self.socket.close(Some(frame))).await;
         }
         if let Some(session) = &self.session {
@@ -276,7 +288,7 @@ where
     /// On shutdown: answers the batch being processed, then the held connect (the shutdown
     /// answered it), then sends what is left queued.
     async fn drain_for_shutdown(&mut self) {
-        let timeout = self.bayeux.inner.config.websocket_write_timeout;
+        let timeout = self.bayeux.transport.websocket.write_timeout;
         if let Some(processing) = self.processing.take()
             && let Ok(outcome) = tokio::time::timeout(timeout, processing).await
             && let Ok(frame) = self.answer(outcome)
@@ -315,7 +327,7 @@ where
 
     /// Starts processing one frame's batch.
     fn batch(&mut self, text: &[u8]) -> Result<(), Close> {
-        let messages = match parse_messages_with(text, &self.bayeux.parse_limits()) {
+        let messages = match parse_messages_with(text, &self.bayeux.transport.parse_limits) {
             Ok(messages) => messages,
             Err(ParseError::TooManyMessages(_) | ParseError::MessageTooLarge(_)) => {
                 return Err(Close::With(CloseCode::Size, "batch over the limits"));
@@ -327,12 +339,10 @@ where
                 ));
             }
         };
-        let (bayeux, connection) = (self.bayeux.clone(), self.connection.clone());
+        let (engine, link) = (self.bayeux.engine.clone(), self.link.clone());
         let context = self.context.clone();
         self.processing = Some(Box::pin(async move {
-            context
-                .scope(bayeux.process_batch(messages, &connection))
-                .await
+            context.scope(engine.process_batch(messages, &link)).await
         }));
         Ok(())
     }
@@ -415,7 +425,7 @@ where
             return Ok(());
         };
         let text = Utf8Bytes::try_from(array).map_err(|_| Close::Quietly)?;
-        let timeout = self.bayeux.inner.config.websocket_write_timeout;
+        let timeout = self.bayeux.transport.websocket.write_timeout;
         match tokio::time::timeout(timeout, self.socket.send(Frame::Text(text))).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => {

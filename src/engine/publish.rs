@@ -1,0 +1,140 @@
+//! Publishing: a client's publish through the policy and the channel's listeners, and a
+//! broadcast's way to every subscriber.
+
+use crate::context::RequestContext;
+use crate::protocol::{ChannelName, ErrorCode, Message};
+
+use super::batch::failed;
+use super::broker::Broadcast;
+use super::channel::MessageEvent;
+use super::event::ServerEvent;
+use super::queue::Push;
+use super::session::Delivery;
+use super::{Engine, Inner, ServerSession};
+
+impl Engine {
+    pub(super) async fn publish_from_client(
+        &self,
+        session: &ServerSession,
+        channel: ChannelName,
+        message: Message,
+    ) -> (Option<Message>, Message) {
+        let refuse = |message: Message, error| {
+            let reply = failed(&message, error);
+            (Some(message), reply)
+        };
+        if channel.is_wild() {
+            return refuse(message, ErrorCode::ChannelInvalid);
+        }
+        let exists = self.inner.channels.read().contains(&channel);
+        if let Some(policy) = &self.inner.config.policy {
+            if !exists && !policy.can_create(session, &message, &channel).await {
+                return refuse(message, ErrorCode::ChannelDenied);
+            }
+            if !policy.can_publish(session, &message, &channel).await {
+                tracing::debug!("publish denied by the security policy");
+                return refuse(message, ErrorCode::PublishDenied);
+            }
+        }
+        if !exists {
+            let created = self.inner.channels.write().entry(&channel).1;
+            if created {
+                self.inner.emit(&ServerEvent::ChannelAdded(channel.clone()));
+            }
+        }
+
+        let mut reply = Message::reply_to(&message);
+        reply.successful = Some(true);
+        let listeners = self.inner.channels.read().listeners_for(&channel);
+        let mut event = MessageEvent {
+            session: session.clone(),
+            channel,
+            message,
+            reply,
+            context: RequestContext::current(),
+        };
+        for listener in listeners {
+            let verdict = listener(event).await;
+            event = verdict.event;
+            if verdict.vetoed {
+                let mut reply = event.reply;
+                if reply.successful != Some(false) {
+                    reply.fail(ErrorCode::MessageDeleted);
+                }
+                return (Some(event.message), reply);
+            }
+        }
+        if !event.channel.is_broadcast() {
+            return (Some(event.message), event.reply);
+        }
+        // The request is kept for the reply's outgoing extensions only if there are any.
+        let request = (self.inner.has_extensions() || session.has_extensions())
+            .then(|| event.message.clone());
+        let mut message = event.message;
+        // Never leak the publisher's clientId, nor let its id collide with the recipients'.
+        message.id = None;
+        message.client_id = None;
+        message.channel = event.channel.as_str().to_owned();
+        // Deliveries must carry `data`; clients dispatch to subscribers by it.
+        message.data.get_or_insert(serde_json::Value::Null);
+        let mut reply = event.reply;
+        if !self.inner.broadcast(&event.channel, message).await {
+            reply.fail(ErrorCode::MessageDeleted);
+        }
+        (request, reply)
+    }
+}
+
+impl Inner {
+    /// Publishes `message` on `channel` from this node (a client's publish or the server API's):
+    /// server extensions see it once, then it leaves for other nodes through the broker and
+    /// reaches this node's subscribers. Returns `false` if an extension dropped it.
+    pub(crate) async fn broadcast(&self, channel: &ChannelName, mut message: Message) -> bool {
+        if self.has_extensions() && !self.extend_outgoing(None, None, &mut message).await {
+            return false;
+        }
+        let broadcast = Broadcast::new(channel.clone(), message);
+        self.broker.publish(&broadcast);
+        self.fan_out(&broadcast).await;
+        true
+    }
+
+    /// Where a broadcast enters this node, published here or arriving from another node: it
+    /// is queued for every local subscriber of its channel and of the patterns matching it,
+    /// once per session. The serialised bytes are shared by every recipient; only a recipient
+    /// with session extensions gets a copy of its own.
+    pub(crate) async fn fan_out(&self, broadcast: &Broadcast) {
+        // Under the table's read lock (taken before any session's state, as everywhere), the
+        // shared bytes are queued for every subscriber that needs nothing more; only those that
+        // need an await are kept, by clone: a recipient with session extensions (its own copy)
+        // or one whose queue is full (listeners to tell, perhaps a session to remove).
+        let mut own_copy = Vec::new();
+        let mut full = Vec::new();
+        self.channels
+            .read()
+            .for_each_subscriber(broadcast.channel(), |session| {
+                if session.has_extensions() {
+                    own_copy.push(session.clone());
+                    return;
+                }
+                match session.enqueue(broadcast.delivery().clone()) {
+                    // `None`: the session is being removed.
+                    Some(Push::Queued) | None => {}
+                    Some(push) => full.push((session.clone(), push)),
+                }
+            });
+        for (session, push) in full {
+            self.queued(&session, Some(push));
+        }
+        for session in own_copy {
+            let mut own = broadcast.message().clone();
+            if !session.extend_outgoing(None, &mut own).await {
+                continue;
+            }
+            let push = session.enqueue(Delivery::new(&own));
+            if !matches!(push, Some(Push::Queued)) {
+                self.queued(&session, push);
+            }
+        }
+    }
+}

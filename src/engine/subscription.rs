@@ -1,0 +1,135 @@
+//! `/meta/subscribe` and `/meta/unsubscribe`.
+
+use crate::protocol::{ChannelName, ErrorCode, Message};
+
+use super::batch::unknown_session;
+use super::event::ServerEvent;
+use super::{Engine, ServerSession};
+
+impl Engine {
+    /// Parses the `subscription` field: every name valid and within the length limit.
+    fn subscription_channels(&self, message: &Message) -> Result<Vec<ChannelName>, ErrorCode> {
+        let names = match &message.subscription {
+            Some(subscription) if !subscription.names().is_empty() => subscription.names(),
+            _ => return Err(ErrorCode::SubscriptionMissing),
+        };
+        let max = self.inner.config.max_channel_length;
+        names
+            .iter()
+            .map(|name| {
+                Some(name)
+                    .filter(|name| name.len() <= max)
+                    .and_then(|name| ChannelName::new(name).ok())
+                    .ok_or(ErrorCode::SubscriptionInvalid)
+            })
+            .collect()
+    }
+
+    pub(super) async fn subscribe(&self, session: &ServerSession, message: &Message) -> Message {
+        let mut reply = Message::reply_to(message);
+        reply.subscription = message.subscription.clone();
+        let channels = match self.subscription_channels(message) {
+            Ok(channels) => channels,
+            Err(error) => {
+                reply.fail(error);
+                return reply;
+            }
+        };
+        for channel in &channels {
+            if channel.is_meta() {
+                reply.fail(ErrorCode::SubscribeDenied);
+                return reply;
+            }
+            if let Some(policy) = &self.inner.config.policy {
+                let exists = self.inner.channels.read().contains(channel);
+                let allowed = (exists || policy.can_create(session, message, channel).await)
+                    && policy.can_subscribe(session, message, channel).await;
+                if !allowed {
+                    tracing::debug!(%channel, "subscription denied by the security policy");
+                    reply.fail(ErrorCode::SubscribeDenied);
+                    return reply;
+                }
+            }
+        }
+
+        let mut events = Vec::new();
+        {
+            // The channel table before the session's state: broadcasts lock in that order.
+            let mut table = self.inner.channels.write();
+            let mut state = session.0.state.lock();
+            if state.removed.is_some() {
+                return unknown_session(message);
+            }
+            let new = channels
+                .iter()
+                .filter(|c| !c.is_service() && !state.subscriptions.contains(*c))
+                .count();
+            if state.subscriptions.len() + new > self.inner.config.max_subscriptions_per_session {
+                drop(state);
+                drop(table);
+                reply.fail(ErrorCode::SubscriptionLimit);
+                return reply;
+            }
+            // Service subscriptions succeed but are not recorded: service messages are never
+            // broadcast.
+            for channel in channels.into_iter().filter(|c| !c.is_service()) {
+                let (entry, created) = table.entry(&channel);
+                if created {
+                    events.push(ServerEvent::ChannelAdded(channel.clone()));
+                }
+                if entry
+                    .subscribers
+                    .insert(session.0.id.clone(), session.clone())
+                    .is_none()
+                {
+                    state.subscriptions.insert(channel.clone());
+                    events.push(ServerEvent::Subscribed {
+                        session: session.clone(),
+                        channel,
+                        message: message.clone(),
+                    });
+                }
+            }
+        }
+        for event in &events {
+            self.inner.emit(event);
+        }
+        reply.successful = Some(true);
+        reply
+    }
+
+    pub(super) fn unsubscribe(&self, session: &ServerSession, message: &Message) -> Message {
+        let mut reply = Message::reply_to(message);
+        reply.subscription = message.subscription.clone();
+        let channels = match self.subscription_channels(message) {
+            Ok(channels) => channels,
+            Err(error) => {
+                reply.fail(error);
+                return reply;
+            }
+        };
+        let mut events = Vec::new();
+        {
+            // The channel table before the session's state: broadcasts lock in that order.
+            let mut table = self.inner.channels.write();
+            let mut state = session.0.state.lock();
+            for channel in channels {
+                if state.subscriptions.remove(&channel) {
+                    if let Some(entry) = table.get_mut(&channel) {
+                        entry.subscribers.remove(&session.0.id);
+                    }
+                    events.push(ServerEvent::Unsubscribed {
+                        session: session.clone(),
+                        channel,
+                        message: Some(message.clone()),
+                    });
+                }
+            }
+        }
+        for event in &events {
+            self.inner.emit(event);
+        }
+        reply.successful = Some(true);
+        reply
+    }
+}
