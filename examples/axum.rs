@@ -83,9 +83,9 @@ impl SecurityPolicy for Policy {
     }
 }
 
-fn services(bayeux: &Bayeux) -> Result<(), tower_bayeux::Error> {
+fn services(bayeux: &Bayeux) {
     bayeux
-        .channel("/service/whoami")?
+        .channel("/service/whoami")
         .add_listener(|event| async move {
             let answer = json!({ "user": current_user() });
             let _ = event.session().deliver("/service/whoami", answer).await;
@@ -94,7 +94,7 @@ fn services(bayeux: &Bayeux) -> Result<(), tower_bayeux::Error> {
 
     // The policy only lets identified users through, so sign their chat messages.
     bayeux
-        .channel("/chat/**")?
+        .channel("/chat/**")
         .add_listener(|mut event| async move {
             if let (Some(user), Some(Value::Object(data))) =
                 (current_user(), event.message_mut().data.as_mut())
@@ -103,7 +103,6 @@ fn services(bayeux: &Bayeux) -> Result<(), tower_bayeux::Error> {
             }
             event.proceed()
         });
-    Ok(())
 }
 
 /// Publishes the time on `/time` every few seconds, from outside any request.
@@ -139,7 +138,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .security_policy(Policy)
         .websocket_allowed_origin(args.allow_origin.clone())
         .build();
-    services(&bayeux)?;
+    services(&bayeux);
     tokio::spawn(clock(bayeux.clone()));
 
     // The browser cookie must travel on cross-origin calls, hence credentials.

@@ -102,9 +102,9 @@ fn header(ctx: &context::RequestContext, name: &str) -> Value {
         .map_or(Value::Null, |v| Value::String(v.to_owned()))
 }
 
-fn services(bayeux: &Bayeux) -> Result<(), tower_bayeux::Error> {
+fn services(bayeux: &Bayeux) {
     bayeux
-        .channel("/service/echo")?
+        .channel("/service/echo")
         .add_listener(|event| async move {
             let _ = event
                 .session()
@@ -115,7 +115,7 @@ fn services(bayeux: &Bayeux) -> Result<(), tower_bayeux::Error> {
 
     let server = bayeux.clone();
     bayeux
-        .channel("/service/publish")?
+        .channel("/service/publish")
         .add_listener(move |mut event| {
             let server = server.clone();
             async move {
@@ -135,14 +135,14 @@ fn services(bayeux: &Bayeux) -> Result<(), tower_bayeux::Error> {
 
     // A remote call (`cometd.remoteCall("call", data, ...)`): the reply carries the answer.
     bayeux
-        .channel("/service/call")?
+        .channel("/service/call")
         .add_listener(|mut event| async move {
             event.reply_mut().data = Some(json!({"echo": event.data().clone()}));
             event.proceed()
         });
 
     bayeux
-        .channel("/service/whoami")?
+        .channel("/service/whoami")
         .add_listener(|event| async move {
             let data = match context::current() {
                 Some(ctx) => json!({
@@ -154,7 +154,6 @@ fn services(bayeux: &Bayeux) -> Result<(), tower_bayeux::Error> {
             let _ = event.session().deliver("/service/whoami", data).await;
             event.proceed()
         });
-    Ok(())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -190,7 +189,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .callback_polling(true)
         .trust_client_session(args.trust_client_session)
         .build();
-    services(&bayeux)?;
+    services(&bayeux);
 
     let app = Router::new()
         .fallback(|| async { "inner" })

@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let bayeux = Bayeux::builder().build();
     bayeux
-        .channel("/service/hello")?
+        .channel("/service/hello")
         .add_listener(|event| async move {
             let name = event.data()["name"].as_str().unwrap_or("world");
             let greeting = json!({ "greeting": format!("hello, {name}") });

@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::BayeuxBuilder;
 use crate::engine::{
-    Engine, Error, IntoChannelName, ListenerId, ServerChannel, ServerEvent, ServerSession, Stats,
+    ChannelLiteral, Engine, Error, IntoChannelName, ListenerId, ServerChannel, ServerEvent,
+    ServerSession, Stats,
 };
 use crate::protocol::{ChannelName, InvalidChannel};
 use crate::transport::TransportConfig;
@@ -50,9 +51,23 @@ impl Bayeux {
         }
     }
 
-    /// A handle on the channel `name` (validated); the channel is created when a listener is
-    /// added or a client uses it.
-    pub fn channel(&self, name: impl IntoChannelName) -> Result<ServerChannel, InvalidChannel> {
+    /// A handle on the channel `name`, a literal or a [`ChannelName`]; the channel itself is
+    /// created when a listener is added or a client uses it.
+    ///
+    /// ```
+    /// let bayeux = tower_bayeux::Bayeux::builder().build();
+    /// bayeux.channel("/service/echo").add_listener(|event| async move { event.proceed() });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If a literal breaks the channel-name grammar (see [`ChannelName::from_static`]).
+    pub fn channel(&self, name: impl ChannelLiteral) -> ServerChannel {
+        self.engine.channel(name.channel_name())
+    }
+
+    /// A handle on the channel `name`, validated: for names built at run time.
+    pub fn try_channel(&self, name: impl IntoChannelName) -> Result<ServerChannel, InvalidChannel> {
         Ok(self.engine.channel(name.into_channel_name()?))
     }
 
@@ -63,7 +78,7 @@ impl Bayeux {
 
     /// Publishes `data` to the broadcast channel `channel`; see [`ServerChannel::publish`].
     pub async fn publish(&self, channel: impl IntoChannelName, data: Value) -> Result<(), Error> {
-        self.channel(channel)?.publish(data).await
+        self.try_channel(channel)?.publish(data).await
     }
 
     /// The live session with this id.

@@ -28,7 +28,7 @@
 //! let bayeux = Bayeux::builder().build();
 //!
 //! // Echo whatever a client publishes on /service/echo back to it.
-//! bayeux.channel("/service/echo")?.add_listener(|event| async move {
+//! bayeux.channel("/service/echo").add_listener(|event| async move {
 //!     let _ = event.session().deliver("/service/echo", event.data().clone()).await;
 //!     event.proceed()
 //! });
@@ -66,8 +66,9 @@ mod transport;
 pub use bayeux::Bayeux;
 pub use builder::BayeuxBuilder;
 pub use engine::{
-    Error, Extension, IntoChannelName, ListenerId, MessageEvent, QueueFullPolicy, RemoveReason,
-    SecurityPolicy, ServerChannel, ServerEvent, ServerSession, SessionExtension, Stats, Verdict,
+    ChannelLiteral, Error, Extension, IntoChannelName, ListenerId, MessageEvent, QueueFullPolicy,
+    RemoveReason, SecurityPolicy, ServerChannel, ServerEvent, ServerSession, SessionExtension,
+    Stats, Verdict,
 };
 pub use layer::{BayeuxBody, BayeuxLayer, BayeuxService, NotFound, ResponseFuture};
 pub use protocol::{ChannelName, ErrorCode, Message};

@@ -350,7 +350,7 @@ async fn incoming_edits_reach_listeners_and_the_broadcast() {
     }
     let bayeux = Bayeux::builder().extension(Stamp).build();
     let seen = Arc::new(Mutex::new(None));
-    bayeux.channel("/e").unwrap().add_listener({
+    bayeux.channel("/e").add_listener({
         let seen = seen.clone();
         move |event| {
             *seen.lock().unwrap() = event.message().ext.clone();

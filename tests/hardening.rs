@@ -294,7 +294,6 @@ async fn a_held_connect_of_a_session_removed_for_overflow_is_told_to_handshake()
     // held connect is not woken before the overflow.
     bayeux
         .channel("/service/fill")
-        .unwrap()
         .add_listener(|event| async move {
             let session = event.session().clone();
             for i in 0..3 {

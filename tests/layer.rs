@@ -252,7 +252,6 @@ fn echo_engine() -> Bayeux {
     let bayeux = Bayeux::builder().build();
     bayeux
         .channel("/service/echo")
-        .unwrap()
         .add_listener(|event| async move {
             let data = event.data().clone();
             event
@@ -522,7 +521,6 @@ fn uri_engine() -> Bayeux {
     let bayeux = Bayeux::default();
     bayeux
         .channel("/service/uri")
-        .unwrap()
         .add_listener(|event| async move {
             let ctx = context::current().expect("inside a request");
             let original = ctx.extension::<OriginalUri>().map(|uri| uri.0.to_string());
@@ -725,7 +723,6 @@ fn auth_engine() -> Bayeux {
     let bayeux = Bayeux::builder().security_policy(AuthPolicy).build();
     bayeux
         .channel("/service/whoami")
-        .unwrap()
         .add_listener(|event| async move {
             let user = current_user();
             if let Some(user) = &user {
@@ -827,7 +824,7 @@ async fn an_outer_auth_layer_reaches_the_policy_and_listeners_through_the_contex
 async fn headers_added_by_listeners_appear_on_the_http_response() {
     let bayeux = Bayeux::default();
     let name = HeaderName::from_static("x-from-listener");
-    bayeux.channel("/meta/handshake").unwrap().add_listener({
+    bayeux.channel("/meta/handshake").add_listener({
         let name = name.clone();
         move |event| {
             let name = name.clone();
@@ -841,7 +838,6 @@ async fn headers_added_by_listeners_appear_on_the_http_response() {
     });
     bayeux
         .channel("/service/header")
-        .unwrap()
         .add_listener(move |event| {
             let name = name.clone();
             async move {
@@ -874,7 +870,6 @@ async fn appended_response_headers_keep_every_value() {
     let bayeux = Bayeux::default();
     bayeux
         .channel("/service/cookies")
-        .unwrap()
         .add_listener(|event| async move {
             let ctx = context::current().unwrap();
             for cookie in ["a=1", "b=2"] {
@@ -916,36 +911,33 @@ async fn the_context_is_there_in_listeners_and_spawned_tasks_and_absent_elsewher
     });
 
     let (detached_tx, mut detached_rx) = tokio::sync::mpsc::unbounded_channel();
-    bayeux
-        .channel("/service/probe")
-        .unwrap()
-        .add_listener(move |event| {
-            let detached_tx = detached_tx.clone();
-            async move {
-                let here = probe(context::current());
-                let on_event = probe(event.context().cloned());
-                let carried = context::spawn(async move { probe(context::current()) })
-                    .await
-                    .unwrap();
-                let plain = tokio::spawn(async move { probe(context::current()) })
-                    .await
-                    .unwrap();
-                // A task that outlives the listener keeps the context too.
-                context::spawn(async move {
-                    tokio::task::yield_now().await;
-                    detached_tx.send(probe(context::current())).unwrap();
-                });
-                let data = json!({
-                    "here": here, "event": on_event, "spawned": carried, "plain": plain
-                });
-                event
-                    .session()
-                    .deliver("/service/probe", data)
-                    .await
-                    .unwrap();
-                event.proceed()
-            }
-        });
+    bayeux.channel("/service/probe").add_listener(move |event| {
+        let detached_tx = detached_tx.clone();
+        async move {
+            let here = probe(context::current());
+            let on_event = probe(event.context().cloned());
+            let carried = context::spawn(async move { probe(context::current()) })
+                .await
+                .unwrap();
+            let plain = tokio::spawn(async move { probe(context::current()) })
+                .await
+                .unwrap();
+            // A task that outlives the listener keeps the context too.
+            context::spawn(async move {
+                tokio::task::yield_now().await;
+                detached_tx.send(probe(context::current())).unwrap();
+            });
+            let data = json!({
+                "here": here, "event": on_event, "spawned": carried, "plain": plain
+            });
+            event
+                .session()
+                .deliver("/service/probe", data)
+                .await
+                .unwrap();
+            event.proceed()
+        }
+    });
 
     let service = BayeuxService::new(bayeux.clone()).path("/cometd");
     let mut request = handshake_request("/cometd/handshake");

@@ -361,7 +361,7 @@ async fn subscriptions_take_strings_and_arrays_and_echo_them() {
     assert_eq!(reply[0]["subscription"], json!(["/a", "/b/*", "/never"]));
     assert!(session.subscriptions().is_empty());
     for channel in ["/a", "/b/*"] {
-        assert!(bayeux.channel(channel).unwrap().subscribers().is_empty());
+        assert!(bayeux.channel(channel).subscribers().is_empty());
     }
 }
 
@@ -586,7 +586,7 @@ async fn disconnect_removes_the_session_and_releases_its_held_connect() {
     assert_eq!(connect[0]["advice"]["reconnect"], "none");
     assert_eq!(*removed.lock().unwrap(), Some(RemoveReason::Disconnected));
     assert!(bayeux.session(&client.client_id).is_none());
-    assert!(bayeux.channel("/a").unwrap().subscribers().is_empty());
+    assert!(bayeux.channel("/a").subscribers().is_empty());
     assert_eq!(
         client.connect(Some(0)).await[0]["error"],
         "402::session_unknown"
@@ -1023,7 +1023,7 @@ async fn numbers_in_published_data_reach_subscribers_unaltered() {
 fn slow_service_engine() -> (Bayeux, std::sync::Arc<tokio::sync::Notify>) {
     let bayeux = engine();
     let gate = std::sync::Arc::new(tokio::sync::Notify::new());
-    bayeux.channel("/service/slow").unwrap().add_listener({
+    bayeux.channel("/service/slow").add_listener({
         let gate = gate.clone();
         move |event| {
             let gate = gate.clone();

@@ -31,7 +31,6 @@ async fn service_replies_to_one_session_reach_no_other_whatever_it_subscribes_to
     let bayeux = Bayeux::builder().build();
     bayeux
         .channel("/service/echo")
-        .unwrap()
         .add_listener(|event| async move {
             let _ = event
                 .session()

@@ -43,7 +43,7 @@ async fn listeners_run_wildcards_first_then_exact_in_order_added() {
         ("/a/c", "other"),
     ] {
         let calls = calls.clone();
-        bayeux.channel(channel).unwrap().add_listener(move |event| {
+        bayeux.channel(channel).add_listener(move |event| {
             push(&calls, format!("{name}:{}", event.channel()));
             async move { event.proceed() }
         });
@@ -63,7 +63,7 @@ async fn listeners_run_wildcards_first_then_exact_in_order_added() {
 async fn a_veto_stops_later_listeners_and_the_broadcast() {
     let bayeux = engine();
     let calls = log();
-    let channel = bayeux.channel("/guarded").unwrap();
+    let channel = bayeux.channel("/guarded");
     channel.add_listener({
         let calls = calls.clone();
         move |event| {
@@ -111,7 +111,6 @@ async fn listeners_edit_the_broadcast_and_the_reply() {
     let bayeux = engine();
     bayeux
         .channel("/edited")
-        .unwrap()
         .add_listener(|mut event| async move {
             event.message_mut().data = Some(json!({"wrapped": event.data().clone()}));
             event.reply_mut().data = Some(json!("receipt"));
@@ -123,7 +122,6 @@ async fn listeners_edit_the_broadcast_and_the_reply() {
         });
     bayeux
         .channel("/refused")
-        .unwrap()
         .add_listener(|mut event| async move {
             event.reply_mut().fail("403::custom");
             event.veto()
@@ -157,7 +155,7 @@ async fn listeners_edit_the_broadcast_and_the_reply() {
 async fn removed_listeners_are_not_called() {
     let bayeux = engine();
     let calls = log();
-    let channel = bayeux.channel("/r").unwrap();
+    let channel = bayeux.channel("/r");
     let id = channel.add_listener({
         let calls = calls.clone();
         move |event| {
@@ -178,7 +176,6 @@ async fn a_service_listener_answers_the_sender_only() {
     let bayeux = engine();
     bayeux
         .channel("/service/echo")
-        .unwrap()
         .add_listener(|event| async move {
             let data = event.data().clone();
             event
@@ -234,7 +231,7 @@ async fn server_side_publish_wakes_subscribers_and_refuses_non_broadcast_channel
 async fn server_side_publish_does_not_reach_listeners() {
     let bayeux = engine();
     let calls = log();
-    bayeux.channel("/quiet").unwrap().add_listener({
+    bayeux.channel("/quiet").add_listener({
         let calls = calls.clone();
         move |event| {
             push(&calls, "called");
@@ -340,7 +337,6 @@ async fn channels_with_listeners_are_not_swept() {
         .build();
     bayeux
         .channel("/kept")
-        .unwrap()
         .add_listener(|event| async move { event.proceed() });
     Client::connected(&bayeux).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -352,7 +348,6 @@ async fn a_meta_listener_sees_the_handshake_and_edits_its_reply() {
     let bayeux = engine();
     bayeux
         .channel("/meta/handshake")
-        .unwrap()
         .add_listener(|mut event| async move {
             let agent = event.message().other.get("agent").cloned();
             event
@@ -362,7 +357,7 @@ async fn a_meta_listener_sees_the_handshake_and_edits_its_reply() {
             event.veto()
         });
     let everything = log();
-    bayeux.channel("/**").unwrap().add_listener({
+    bayeux.channel("/**").add_listener({
         let everything = everything.clone();
         move |event| {
             push(&everything, event.channel().as_str());
@@ -563,7 +558,7 @@ async fn removal_listeners_tell_timeout_from_disconnect() {
         ["Disconnected", "ServerDisconnected", "Timeout"]
     );
     assert!(RemoveReason::Timeout.is_timeout());
-    assert!(bayeux.channel("/s").unwrap().subscribers().is_empty());
+    assert!(bayeux.channel("/s").subscribers().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -590,7 +585,7 @@ async fn a_removal_listener_added_too_late_runs_at_once_with_the_reason() {
 async fn the_context_reaches_listeners_and_edits_the_response() {
     let bayeux = engine();
     let seen = log();
-    bayeux.channel("/service/ctx").unwrap().add_listener({
+    bayeux.channel("/service/ctx").add_listener({
         let seen = seen.clone();
         move |event| {
             let seen = seen.clone();

@@ -436,7 +436,6 @@ async fn listeners_see_the_upgrade_request_and_no_response() {
     let bayeux = engine();
     bayeux
         .channel("/service/who")
-        .unwrap()
         .add_listener(|event| async move {
             let ctx = context::current().unwrap();
             let agent = ctx.headers()[header::USER_AGENT]
@@ -664,7 +663,6 @@ async fn a_remote_call_answer_and_its_reply_are_both_recognisable() {
     let bayeux = engine();
     bayeux
         .channel("/service/call")
-        .unwrap()
         .add_listener(|mut event| async move {
             event.reply_mut().data = Some(json!({"echo": event.data().clone()}));
             event.proceed()
@@ -688,7 +686,7 @@ async fn a_remote_call_answer_and_its_reply_are_both_recognisable() {
 async fn a_slow_service_listener_does_not_hold_back_pushes_on_its_socket() {
     let bayeux = engine();
     let gate = std::sync::Arc::new(tokio::sync::Notify::new());
-    bayeux.channel("/service/slow").unwrap().add_listener({
+    bayeux.channel("/service/slow").add_listener({
         let gate = gate.clone();
         move |event| {
             let gate = gate.clone();

@@ -287,13 +287,13 @@ impl SecurityPolicy for ChatPolicy {
     }
 }
 
-fn services(chat: &Arc<Chat>) -> Result<(), tower_bayeux::Error> {
+fn services(chat: &Arc<Chat>) {
     let bayeux = &chat.bayeux;
 
     // Every successful handshake makes a member, with the browser read from the request.
     let state = Arc::clone(chat);
     bayeux
-        .channel("/meta/handshake")?
+        .channel("/meta/handshake")
         .add_listener(move |event| {
             let chat = Arc::clone(&state);
             async move {
@@ -316,7 +316,7 @@ fn services(chat: &Arc<Chat>) -> Result<(), tower_bayeux::Error> {
     // Joining a room (a remote call): {room}. The answer tells the member its public id.
     let state = Arc::clone(chat);
     bayeux
-        .channel("/service/members")?
+        .channel("/service/members")
         .add_listener(move |mut event| {
             let chat = Arc::clone(&state);
             async move {
@@ -363,7 +363,7 @@ fn services(chat: &Arc<Chat>) -> Result<(), tower_bayeux::Error> {
 
     // A message to the room: {text}.
     let state = Arc::clone(chat);
-    bayeux.channel("/service/chat")?.add_listener(move |event| {
+    bayeux.channel("/service/chat").add_listener(move |event| {
         let chat = Arc::clone(&state);
         async move {
             let text = match text_of(event.data()) {
@@ -391,7 +391,7 @@ fn services(chat: &Arc<Chat>) -> Result<(), tower_bayeux::Error> {
     // member's session only. The answer tells the sender who got it.
     let state = Arc::clone(chat);
     bayeux
-        .channel("/service/private")?
+        .channel("/service/private")
         .add_listener(move |mut event| {
             let chat = Arc::clone(&state);
             async move {
@@ -427,7 +427,6 @@ fn services(chat: &Arc<Chat>) -> Result<(), tower_bayeux::Error> {
                 event.proceed()
             }
         });
-    Ok(())
 }
 
 /// The member `to` names: a public id (a number), or a name only one member has.
@@ -489,7 +488,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         members: Mutex::default(),
         next_id: AtomicU64::new(1),
     });
-    services(&chat)?;
+    services(&chat);
 
     // `/` serves static/index.html; `/js/cometd/` the npm package, as the browser imports it.
     let app = Router::new()

@@ -237,13 +237,13 @@ impl Verdict {
 /// use tower_bayeux::Bayeux;
 ///
 /// let bayeux = Bayeux::builder().build();
-/// let echo = bayeux.channel("/service/echo")?;
+/// let echo = bayeux.channel("/service/echo");
 /// echo.add_listener(|event| async move {
 ///     let data = event.data().clone();
 ///     let _ = event.session().deliver("/service/echo", data).await;
 ///     event.proceed()
 /// });
-/// bayeux.channel("/news")?.publish(serde_json::json!({"headline": "hello"})).await?;
+/// bayeux.channel("/news").publish(serde_json::json!({"headline": "hello"})).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

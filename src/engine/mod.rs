@@ -77,6 +77,33 @@ impl ListenerId {
     }
 }
 
+/// A name that is valid by construction, taken by [`Bayeux::channel`](crate::Bayeux::channel):
+/// a [`ChannelName`], or a string literal (`&'static str`), checked as
+/// [`ChannelName::from_static`] checks it. Names built at run time go through
+/// [`Bayeux::try_channel`](crate::Bayeux::try_channel) and [`IntoChannelName`].
+pub trait ChannelLiteral {
+    /// The name.
+    fn channel_name(self) -> ChannelName;
+}
+
+impl ChannelLiteral for &'static str {
+    fn channel_name(self) -> ChannelName {
+        ChannelName::from_static(self)
+    }
+}
+
+impl ChannelLiteral for ChannelName {
+    fn channel_name(self) -> ChannelName {
+        self
+    }
+}
+
+impl ChannelLiteral for &ChannelName {
+    fn channel_name(self) -> ChannelName {
+        self.clone()
+    }
+}
+
 /// Something that names a channel: a `&str` or `String` (validated) or a [`ChannelName`].
 pub trait IntoChannelName {
     /// Validates and converts.

@@ -116,9 +116,24 @@ impl ChannelName {
         Ok(Self(Arc::from(name)))
     }
 
-    /// Builds a name known to be valid (the engine's own constants).
-    pub(crate) fn from_static(name: &'static str) -> Self {
-        debug_assert!(validate(name).is_ok(), "{name}");
+    /// A name written in the program, such as `"/chat/**"`.
+    ///
+    /// # Panics
+    ///
+    /// If `name` breaks the channel-name grammar: a literal is a programming error, as an
+    /// invalid literal in `http::HeaderName::from_static`. Use [`new`](Self::new) for names
+    /// built at run time.
+    ///
+    /// ```
+    /// use tower_bayeux::ChannelName;
+    ///
+    /// let room = ChannelName::from_static("/chat/*");
+    /// assert!(room.is_wild());
+    /// ```
+    pub fn from_static(name: &'static str) -> Self {
+        if let Err(reason) = validate(name) {
+            panic!("invalid channel name literal {name:?}: {reason}");
+        }
         Self(Arc::from(name))
     }
 
