@@ -167,13 +167,7 @@ impl Engine {
                         && reply.successful == Some(true)
                 });
                 match connect {
-                    Some((_, _, reply)) => {
-                        let (queued, batch) = session.drain_for_connect();
-                        if let Some(batch) = batch {
-                            reply.ext_mut().insert("ack".to_owned(), batch.into());
-                        }
-                        queued
-                    }
+                    Some((_, _, reply)) => session.drain_into_connect_reply(reply),
                     None if self.delivers_on_any_reply(link) => session.drain(),
                     None => Vec::new(),
                 }

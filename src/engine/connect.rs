@@ -70,11 +70,8 @@ impl HeldConnect {
         if wake == Some(Wake::Displaced) {
             return ConnectEnd::Displaced;
         }
-        let (queued, batch) = self.session.drain_for_connect();
         let mut reply = self.engine.finish_connect(&self.session, reply);
-        if let Some(batch) = batch {
-            reply.ext_mut().insert("ack".to_owned(), batch.into());
-        }
+        let queued = self.session.drain_into_connect_reply(&mut reply);
         // The reply's extensions see the connect's request, as on any other reply. Only this
         // part is scoped: the wait above is polled at every wake-up of a websocket link.
         let kept = RequestContext::scope_optional(

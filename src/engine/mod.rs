@@ -2,6 +2,7 @@
 //! API. It knows nothing of HTTP: transports hand it batches of messages with a [`Link`]
 //! saying what the connection is, and write out what it answers.
 
+mod acknowledgement;
 mod batch;
 mod broker;
 mod browsers;

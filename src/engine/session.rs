@@ -381,23 +381,9 @@ impl ServerSession {
         self.0.state.lock().queue.drain()
     }
 
-    /// Takes the deliveries of a connect reply, and the acknowledgement batch it closes.
-    pub(crate) fn drain_for_connect(&self) -> (Vec<Delivery>, Option<u64>) {
-        self.0.state.lock().queue.drain_for_connect()
-    }
-
-    /// Turns acknowledged delivery on (the ack extension does, when the client asks for it).
-    pub(crate) fn enable_ack(&self) {
-        self.0.state.lock().queue.enable_ack();
-    }
-
-    /// Whether deliveries to this session are acknowledged.
+    /// Whether deliveries to this session are acknowledged (the client negotiated the
+    /// [ack extension](crate::ext::AckExtension)).
     pub fn is_ack_enabled(&self) -> bool {
         self.0.state.lock().queue.ack_enabled()
-    }
-
-    /// The client received every batch up to `batch`; see [`Queue::acknowledge`].
-    pub(crate) fn acknowledge(&self, batch: u64) -> bool {
-        self.0.state.lock().queue.acknowledge(batch)
     }
 }
