@@ -67,8 +67,8 @@ pub use bayeux::Bayeux;
 pub use builder::BayeuxBuilder;
 pub use engine::{
     ChannelLiteral, Error, Extension, IntoChannelName, ListenerId, MessageEvent, QueueFullPolicy,
-    RemoveReason, SecurityPolicy, ServerChannel, ServerEvent, ServerSession, SessionExtension,
-    Stats, Verdict,
+    RemoveReason, SecurityPolicy, ServerChannel, ServerEvent, ServerSession, SessionAttributes,
+    SessionExtension, Stats, Verdict,
 };
 pub use layer::{BayeuxBody, BayeuxLayer, BayeuxService, NotFound, ResponseFuture};
 pub use protocol::{ChannelName, ErrorCode, Message};

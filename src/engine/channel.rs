@@ -175,6 +175,26 @@ impl MessageEvent {
         self.message.data.as_ref().unwrap_or(&Value::Null)
     }
 
+    /// The message's `data` as a `T`, deserialised with serde (without copying the JSON); an
+    /// error says what did not fit.
+    ///
+    /// ```
+    /// # fn example(event: tower_bayeux::MessageEvent) -> tower_bayeux::Verdict {
+    /// #[derive(serde::Deserialize)]
+    /// struct Chat {
+    ///     text: String,
+    /// }
+    ///
+    /// match event.data_as::<Chat>() {
+    ///     Ok(chat) if !chat.text.is_empty() => event.proceed(),
+    ///     _ => event.veto(),
+    /// }
+    /// # }
+    /// ```
+    pub fn data_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(self.data())
+    }
+
     /// The reply the client will receive (`successful: true` unless a listener changes it).
     pub fn reply(&self) -> &Message {
         &self.reply
@@ -290,6 +310,32 @@ impl ServerChannel {
                 .emit(&ServerEvent::ChannelAdded(self.name.clone()));
         }
         id
+    }
+
+    /// Adds a listener that gets a clone of `state` with every event: shared state (a
+    /// database pool, the [`Bayeux`](crate::Bayeux) handle) without cloning it into the closure
+    /// and again into each future. Otherwise as [`add_listener`](Self::add_listener).
+    ///
+    /// ```
+    /// use tower_bayeux::Bayeux;
+    ///
+    /// let bayeux = Bayeux::builder().build();
+    /// // Republishes what clients send to /service/shout on /shouts.
+    /// bayeux.channel("/service/shout").add_listener_with_state(
+    ///     bayeux.clone(),
+    ///     |bayeux, event| async move {
+    ///         let _ = bayeux.publish("/shouts", event.data().clone()).await;
+    ///         event.proceed()
+    ///     },
+    /// );
+    /// ```
+    pub fn add_listener_with_state<S, F, Fut>(&self, state: S, listener: F) -> ListenerId
+    where
+        S: Clone + Send + Sync + 'static,
+        F: Fn(S, MessageEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Verdict> + Send + 'static,
+    {
+        self.add_listener(move |event| listener(state.clone(), event))
     }
 
     /// Removes a listener. Returns whether it was there.

@@ -3,6 +3,7 @@
 //! saying what the connection is, and write out what it answers.
 
 mod acknowledgement;
+mod attributes;
 mod batch;
 mod broker;
 mod browsers;
@@ -31,6 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::protocol::{ChannelName, ErrorCode, InvalidChannel};
 
+pub use attributes::SessionAttributes;
 pub use channel::{MessageEvent, ServerChannel, Verdict};
 pub use event::{RemoveReason, ServerEvent};
 pub use extension::{Extension, SessionExtension};

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::protocol::{ChannelName, Message, meta};
 
+use super::attributes::SessionAttributes;
 use super::event::RemoveReason;
 use super::extension::SessionExtensions;
 use super::queue::{Push, Queue, QueueLimits};
@@ -130,6 +131,7 @@ pub(crate) struct SessionInner {
     pub(crate) state: Mutex<SessionState>,
     removed_listeners: Mutex<RemovedListeners>,
     pub(crate) extensions: SessionExtensions,
+    attributes: SessionAttributes,
 }
 
 /// A client session on the server. Cheap to clone; clones refer to the same session.
@@ -184,12 +186,19 @@ impl ServerSession {
             }),
             removed_listeners: Mutex::default(),
             extensions: SessionExtensions::default(),
+            attributes: SessionAttributes::default(),
         }))
     }
 
     /// The session id (the `clientId` of its messages).
     pub fn id(&self) -> &str {
         &self.0.id
+    }
+
+    /// The values the application keeps on this session, one per type: an identity found once
+    /// at handshake stays with the session. See [`SessionAttributes`].
+    pub fn attributes(&self) -> &SessionAttributes {
+        &self.0.attributes
     }
 
     /// Whether the session has been removed (expired or disconnected).
