@@ -217,6 +217,7 @@ impl ChannelName {
     ///
     /// Subscribers and listeners of a channel are found through these few names rather than by
     /// scanning every channel; the names are built in one reused buffer.
+    #[doc(hidden)]
     pub fn for_each_wild_ancestor(&self, mut f: impl FnMut(&str)) {
         if self.is_wild() {
             return;
@@ -242,6 +243,7 @@ impl ChannelName {
     /// The wildcard patterns matching this name, as [`for_each_wild_ancestor`] lists them.
     ///
     /// [`for_each_wild_ancestor`]: Self::for_each_wild_ancestor
+    #[doc(hidden)]
     pub fn wild_ancestors(&self) -> Vec<ChannelName> {
         let mut out = Vec::with_capacity(self.depth() + 1);
         self.for_each_wild_ancestor(|name| out.push(ChannelName(Arc::from(name))));

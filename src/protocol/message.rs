@@ -113,9 +113,11 @@ pub enum Reconnect {
 
 /// Advice: how the server wants the client to behave on its next connect.
 ///
-/// Unknown advice fields are kept in `other` and written back out.
+/// Unknown advice fields are kept in `other` and written back out. Start from
+/// `Advice::default()` and set fields.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Advice {
     /// What to do next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,8 +171,10 @@ fn lenient_i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>
 ///
 /// The fields Bayeux defines are typed; any other top-level field (for example custom
 /// handshake fields such as credentials) is kept in [`other`](Self::other) and written back out
-/// when the message is serialised.
+/// when the message is serialised. Build one with [`Message::new`] or [`Message::with_data`]
+/// and set fields on it (new fields may be added, so it is not built field by field).
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Message {
     /// `id`: echoed in the reply to this message.
     pub id: Option<MessageId>,

@@ -1,5 +1,8 @@
 //! The batch parser: a request body (a JSON array of messages, or one message) into
 //! messages, within limits checked as it parses.
+//!
+//! Public for the benchmarks, the fuzz targets and the property tests only (hidden from the
+//! documentation): applications get messages from the engine, parsed.
 
 use std::fmt;
 
@@ -9,6 +12,7 @@ use serde::de::{self, Visitor};
 use super::message::Message;
 
 /// Why a request body is not a batch of Bayeux messages.
+#[doc(hidden)]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParseError {
@@ -30,6 +34,7 @@ pub enum ParseError {
 }
 
 /// Bounds on a batch of messages, checked while it is parsed.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParseLimits {
     /// The most messages in one batch.
@@ -47,12 +52,14 @@ impl ParseLimits {
 }
 
 /// Parses a request body: a JSON array of messages, or a single message object.
+#[doc(hidden)]
 pub fn parse_messages(body: &[u8]) -> Result<Vec<Message>, ParseError> {
     parse_messages_with(body, &ParseLimits::UNLIMITED)
 }
 
 /// Parses a request body within `limits`: messages are counted and measured one at a time, so
 /// an oversized batch is refused before it is all parsed.
+#[doc(hidden)]
 pub fn parse_messages_with(body: &[u8], limits: &ParseLimits) -> Result<Vec<Message>, ParseError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let messages = match first {
