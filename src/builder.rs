@@ -411,16 +411,18 @@ impl BayeuxBuilder {
     pub fn build(self) -> Bayeux {
         let Self {
             mut engine,
-            mut transport,
+            transport,
             #[cfg(feature = "websocket")]
             websocket_idle_timeout,
         } = self;
         engine.connection_types = transport.connection_types();
         #[cfg(feature = "websocket")]
-        {
+        let transport = {
+            let mut transport = transport;
             transport.websocket.idle_timeout =
                 websocket_idle_timeout.unwrap_or(engine.session_lifetime());
-        }
+            transport
+        };
         Bayeux::from_parts(Engine::new(engine), transport)
     }
 }

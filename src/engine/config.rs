@@ -79,6 +79,7 @@ impl Config {
 
     /// How long a client may go without a connect before its session expires, counted from its
     /// last connect reply: what a connection that hears nothing for that long can give up after.
+    #[cfg(feature = "websocket")]
     pub(crate) fn session_lifetime(&self) -> Duration {
         self.timeout + self.interval + self.max_interval
     }

@@ -2,11 +2,9 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use pin_project::pin_project;
+use futures_util::FutureExt;
 
 use crate::protocol::Message;
 
@@ -184,28 +182,11 @@ impl<E: SessionExtension> ErasedSessionExtension for E {
     }
 }
 
-/// Polls a future, turning a panic into `Err`.
-#[pin_project]
-pub(crate) struct CatchUnwind<F>(#[pin] pub(crate) F);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, ()>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = self.project().0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
-            Err(_) => Poll::Ready(Err(())),
-        }
-    }
-}
-
 /// Runs one extension hook; a panic is logged and counts as "keep the message".
 async fn contained(name: &str, hook: &str, future: BoxFuture<'_, bool>) -> bool {
-    match CatchUnwind(future).await {
+    match AssertUnwindSafe(future).catch_unwind().await {
         Ok(keep) => keep,
-        Err(()) => {
+        Err(_) => {
             tracing::error!(
                 extension = name,
                 hook,

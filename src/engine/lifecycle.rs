@@ -1,13 +1,15 @@
 //! How sessions end and the engine stops: the sweeper, session removal (with its listeners,
 //! off every hot path) and graceful shutdown.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
+use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::event::{RemoveReason, ServerEvent};
-use super::{Engine, Inner, ServerSession, extension, queue, session};
+use super::{Engine, Inner, ServerSession, queue, session};
 
 impl Engine {
     /// Starts the sweeper task if it is not running; needs a tokio runtime.
@@ -177,7 +179,7 @@ impl Inner {
                 for listener in listeners {
                     let removed = session.clone();
                     let run = async move { listener(removed, reason).await };
-                    if extension::CatchUnwind(run).await.is_err() {
+                    if AssertUnwindSafe(run).catch_unwind().await.is_err() {
                         tracing::error!(
                             client_id = %session.id(),
                             "session-removed listener panicked"

@@ -40,7 +40,9 @@ pub use policy::SecurityPolicy;
 pub use queue::QueueFullPolicy;
 pub use session::ServerSession;
 
-pub(crate) use batch::{BatchError, BatchOutcome, Carrier, Link};
+#[cfg(feature = "websocket")]
+pub(crate) use batch::{BatchError, BatchOutcome};
+pub(crate) use batch::{Carrier, Link};
 pub(crate) use channel::ChannelTable;
 pub(crate) use config::Config;
 pub(crate) use connect::ConnectEnd;
@@ -225,11 +227,13 @@ impl Engine {
     }
 
     /// Cancelled when the engine shuts down: connections then say goodbye and close.
+    #[cfg(feature = "websocket")]
     pub(crate) fn shutdown_signal(&self) -> &CancellationToken {
         &self.inner.shutdown
     }
 
     /// Spawns a task [`shutdown`](Self::shutdown) waits for (a connection being served).
+    #[cfg(feature = "websocket")]
     pub(crate) fn spawn_tracked<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
@@ -238,6 +242,7 @@ impl Engine {
     }
 
     /// Makes [`shutdown`](Self::shutdown) wait until the token is dropped.
+    #[cfg(feature = "websocket")]
     pub(crate) fn track(&self) -> tokio_util::task::task_tracker::TaskTrackerToken {
         self.inner.tasks.token()
     }

@@ -132,7 +132,8 @@ impl Queue {
         outcome
     }
 
-    /// Puts a delivery first (a server-side `/meta/disconnect`), outside the bound.
+    /// Queues a delivery outside the bound (a server-side `/meta/disconnect`, which must reach
+    /// the client whatever its queue holds).
     pub(crate) fn push_unbounded(&mut self, delivery: Delivery) {
         self.bytes += delivery.json().len();
         self.pending.push_back(delivery);

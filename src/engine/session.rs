@@ -381,6 +381,7 @@ impl ServerSession {
     }
 
     /// Whether deliveries wait to be sent (or a gap to be reported).
+    #[cfg(feature = "websocket")]
     pub(crate) fn has_queued(&self) -> bool {
         !self.0.state.lock().queue.is_empty()
     }

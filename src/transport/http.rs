@@ -69,25 +69,15 @@ where
             array
         }
     };
-    if array.is_empty() {
+    let Some(array) = array.finish_non_empty() else {
         // Extensions dropped every reply and nothing else is due: the clients count an empty
         // array as a failure anyway, so say it plainly.
         return empty_response(StatusCode::NO_CONTENT);
-    }
-    let array = array.finish();
+    };
 
     let mut response = Response::new(Full::new((encoding.encode)(array)));
     let headers = response.headers_mut();
-    // A HeaderMap yields a name only with the first of its values.
-    let mut last = None;
-    for (name, value) in context.take_response_headers() {
-        if name.is_some() {
-            last = name;
-        }
-        if let Some(name) = &last {
-            headers.append(name, value);
-        }
-    }
+    headers.extend(context.take_response_headers());
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(encoding.content_type),

@@ -14,7 +14,7 @@ pub(crate) mod websocket;
 pub use config::SameSite;
 pub(crate) use config::TransportConfig;
 
-use ::http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use ::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::Full;
@@ -65,7 +65,9 @@ where
         _ => {
             let mut response = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "Bayeux takes POST requests carrying a JSON array of messages (long-polling),                  GET requests with jsonp and message parameters (callback-polling, when enabled)                  and websocket upgrades (when enabled)",
+                "Bayeux takes POST requests carrying a JSON array of messages (long-polling), \
+                 GET requests with jsonp and message parameters (callback-polling, when enabled) \
+                 and websocket upgrades (when enabled)",
             );
             response.headers_mut().insert(header::ALLOW, allow(&bayeux));
             response
@@ -75,15 +77,17 @@ where
 
 /// Whether a request asks for a websocket upgrade.
 fn is_upgrade<B>(request: &Request<B>) -> bool {
-    request
-        .headers()
-        .get_all(header::UPGRADE)
+    has_token(request.headers(), header::UPGRADE, "websocket")
+}
+
+/// Whether a comma-separated header (`Upgrade`, `Connection`) lists `token`.
+pub(crate) fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
-        })
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 fn allow(bayeux: &Bayeux) -> HeaderValue {
@@ -155,16 +159,12 @@ impl ArrayWriter {
         self
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.empty
-    }
-
     /// The array, unless it would be empty (never sent: clients count it as a failure).
     pub(crate) fn finish_non_empty(self) -> Option<Bytes> {
         (!self.empty).then(|| self.finish())
     }
 
-    pub(crate) fn finish(self) -> Bytes {
+    fn finish(self) -> Bytes {
         let mut buf = self.out.into_inner();
         buf.put_u8(b']');
         buf.freeze()

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -32,16 +32,7 @@ use crate::engine::{BatchError, BatchOutcome, Carrier, ConnectEnd, Link, ServerS
 use crate::protocol::{ParseError, parse_messages_with};
 
 use super::origin::{self, Refused};
-use super::{ArrayWriter, error_response};
-
-fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
+use super::{ArrayWriter, error_response, has_token};
 
 /// Validates an upgrade request, answers `101 Switching Protocols` and starts the connection
 /// task once hyper hands over the connection.
