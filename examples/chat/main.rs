@@ -14,9 +14,11 @@
 //!
 //! - a [`SecurityPolicy`] that refuses a handshake without a name (`ext.chat.name`) and every
 //!   client publish outside `/service/**`, so room messages only come through the services;
-//! - a `/meta/handshake` listener that records the member, with the `User-Agent` of the HTTP
-//!   request read through [`context::current()`], and a [`ServerSession::on_removed`] listener
-//!   that announces when the member leaves, telling a timeout from a disconnect;
+//! - a `/meta/handshake` listener that keeps the member on its session
+//!   ([`ServerSession::attributes`]), with the `User-Agent` of the HTTP request read through
+//!   [`context::current()`], and a [`ServerSession::on_removed`] listener that announces when
+//!   the member leaves, telling a timeout from a disconnect: the server keeps no member table of
+//!   its own, the sessions are the members;
 //! - `/service/members` (a remote call): joins a room; the server publishes the member list on
 //!   `/members/<room>` and a join notice on `/chat/<room>` (server-side publish), and answers
 //!   with the member's public id;
@@ -34,18 +36,18 @@
 //! `--max-interval-ms` (how long a session whose connection is gone lives on; default 10000).
 //! The first line on stdout is `listening on http://ADDR`.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::header::USER_AGENT;
 use clap::Parser;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_bayeux::ext::AckExtension;
 use tower_bayeux::{
@@ -84,7 +86,7 @@ fn chat_dir() -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // Members
 
-/// A member of the chat: a session that handshook with a name.
+/// A member of the chat: a session that handshook with a name. Kept on the session itself.
 #[derive(Clone)]
 struct Member {
     /// The public id other members address it by.
@@ -94,10 +96,13 @@ struct Member {
     agent: String,
     /// The room it joined, once it has.
     room: Option<String>,
-    session: ServerSession,
 }
 
 impl Member {
+    fn of(session: &ServerSession) -> Option<Self> {
+        session.attributes().get::<Self>()
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "id": self.id,
@@ -108,35 +113,30 @@ impl Member {
     }
 }
 
-/// The chat's state: the members by session id.
+/// The chat's state: the server handle and the next public id. The members are the sessions.
 struct Chat {
     bayeux: Bayeux,
-    members: Mutex<HashMap<String, Member>>,
     next_id: AtomicU64,
 }
 
 impl Chat {
-    fn members(&self) -> MutexGuard<'_, HashMap<String, Member>> {
-        // A panic while holding the lock leaves the map consistent: every update is one insert
-        // or one field assignment.
-        self.members
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn member(&self, session: &ServerSession) -> Option<Member> {
-        self.members().get(session.id()).cloned()
+    /// Every member with its session.
+    fn members(&self) -> impl Iterator<Item = (Member, ServerSession)> {
+        self.bayeux
+            .sessions()
+            .into_iter()
+            .filter_map(|session| Some((Member::of(&session)?, session)))
     }
 
     /// The members of `room`, in the order they arrived.
     fn room_members(&self, room: &str) -> Vec<Value> {
-        let members = self.members();
-        let mut in_room: Vec<&Member> = members
-            .values()
+        let mut in_room: Vec<Member> = self
+            .members()
+            .map(|(member, _)| member)
             .filter(|m| m.room.as_deref() == Some(room))
             .collect();
         in_room.sort_by_key(|m| m.id);
-        in_room.iter().map(|m| m.to_json()).collect()
+        in_room.iter().map(Member::to_json).collect()
     }
 
     /// Publishes the member list of `room` on `/members/<room>`.
@@ -151,15 +151,14 @@ impl Chat {
         }
     }
 
-    /// A session handshook: remember it as a member (not in a room yet) and announce its
-    /// departure when it is removed.
+    /// A session handshook: it becomes a member (not in a room yet), whose departure is
+    /// announced when the session is removed.
     fn add_member(self: &Arc<Self>, session: &ServerSession, name: String, agent: String) {
         let member = Member {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             name,
             agent,
             room: None,
-            session: session.clone(),
         };
         println!(
             "member {} {:?} ({}) handshook",
@@ -167,16 +166,15 @@ impl Chat {
             member.name,
             browser_label(&member.agent)
         );
-        self.members().insert(session.id().to_owned(), member);
+        session.attributes().insert(member);
         let chat = Arc::clone(self);
-        session.on_removed(move |session, reason| {
-            let chat = Arc::clone(&chat);
-            async move { chat.remove_member(&session, reason).await }
+        session.on_removed(move |session, reason| async move {
+            chat.remove_member(&session, reason).await;
         });
     }
 
     async fn remove_member(&self, session: &ServerSession, reason: RemoveReason) {
-        let Some(member) = self.members().remove(session.id()) else {
+        let Some(member) = Member::of(session) else {
             return;
         };
         let reason = match reason {
@@ -211,13 +209,19 @@ fn handshake_name(message: &Message) -> Option<String> {
     ok.then(|| name.to_owned())
 }
 
-/// The `text` of a message's data: trimmed, non-empty and at most `MAX_TEXT` characters.
-fn text_of(data: &Value) -> Result<String, String> {
-    let text = data
-        .get("text")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim();
+/// What `/service/chat` and `/service/private` carry: a text, and for a private message whom
+/// it is for (a member id or a name).
+#[derive(Deserialize)]
+struct Said {
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    to: Value,
+}
+
+/// The text of a message: trimmed, non-empty and at most `MAX_TEXT` characters.
+fn text_of(said: &Said) -> Result<String, String> {
+    let text = said.text.trim();
     if text.is_empty() {
         return Err("400::empty message".to_owned());
     }
@@ -291,86 +295,83 @@ fn services(chat: &Arc<Chat>) {
     let bayeux = &chat.bayeux;
 
     // Every successful handshake makes a member, with the browser read from the request.
-    let state = Arc::clone(chat);
-    bayeux
-        .channel("/meta/handshake")
-        .add_listener(move |event| {
-            let chat = Arc::clone(&state);
-            async move {
-                if event.reply().successful == Some(true)
-                    && let Some(name) = handshake_name(event.message())
-                {
-                    // The request that carried the handshake (over websocket: the upgrade).
-                    let agent = context::current()
-                        .and_then(|ctx| {
-                            let agent = ctx.headers().get(USER_AGENT)?.to_str().ok()?;
-                            Some(agent.chars().take(MAX_AGENT).collect())
-                        })
-                        .unwrap_or_default();
-                    chat.add_member(event.session(), name, agent);
-                }
-                event.proceed()
+    bayeux.channel("/meta/handshake").add_listener_with_state(
+        Arc::clone(chat),
+        |chat, event| async move {
+            if event.reply().successful == Some(true)
+                && let Some(name) = handshake_name(event.message())
+            {
+                // The request that carried the handshake (over websocket: the upgrade).
+                let agent = context::current()
+                    .and_then(|ctx| {
+                        let agent = ctx.headers().get(USER_AGENT)?.to_str().ok()?;
+                        Some(agent.chars().take(MAX_AGENT).collect())
+                    })
+                    .unwrap_or_default();
+                chat.add_member(event.session(), name, agent);
             }
-        });
+            event.proceed()
+        },
+    );
 
     // Joining a room (a remote call): {room}. The answer tells the member its public id.
-    let state = Arc::clone(chat);
-    bayeux
-        .channel("/service/members")
-        .add_listener(move |mut event| {
-            let chat = Arc::clone(&state);
-            async move {
-                let room = match room_of(event.data()) {
-                    Ok(room) => room,
-                    Err(error) => return refuse(event, error),
-                };
-                let joined = {
-                    let mut members = chat.members();
-                    match members.get_mut(event.session().id()) {
-                        None => Err("402::unknown member: handshake again".to_owned()),
-                        Some(member) => match &member.room {
-                            Some(current) if *current != room => {
-                                Err(format!("409::already in room {current}"))
-                            }
-                            Some(_) => Ok((member.clone(), false)),
-                            None => {
-                                member.room = Some(room.clone());
-                                Ok((member.clone(), true))
-                            }
-                        },
-                    }
-                };
-                let (member, new) = match joined {
-                    Ok(joined) => joined,
-                    Err(error) => return refuse(event, error),
-                };
-                if new {
-                    println!("member {} {:?} joined {room}", member.id, member.name);
-                    let notice = json!({
-                        "type": "join",
-                        "id": member.id,
-                        "name": member.name,
-                        "browser": browser_label(&member.agent),
-                    });
-                    chat.publish(&format!("/chat/{room}"), notice).await;
-                }
-                chat.publish_members(&room).await;
-                // The page joins with `remoteCall`: the reply's data is its answer.
-                event.reply_mut().data = Some(json!({ "you": member.to_json(), "room": room }));
-                event.proceed()
+    bayeux.channel("/service/members").add_listener_with_state(
+        Arc::clone(chat),
+        |chat, mut event| async move {
+            let room = match room_of(event.data()) {
+                Ok(room) => room,
+                Err(error) => return refuse(event, error),
+            };
+            let joined = event
+                .session()
+                .attributes()
+                .with(|member: Option<&mut Member>| match member {
+                    None => Err("402::unknown member: handshake again".to_owned()),
+                    Some(member) => match &member.room {
+                        Some(current) if *current != room => {
+                            Err(format!("409::already in room {current}"))
+                        }
+                        Some(_) => Ok((member.clone(), false)),
+                        None => {
+                            member.room = Some(room.clone());
+                            Ok((member.clone(), true))
+                        }
+                    },
+                });
+            let (member, new) = match joined {
+                Ok(joined) => joined,
+                Err(error) => return refuse(event, error),
+            };
+            if new {
+                println!("member {} {:?} joined {room}", member.id, member.name);
+                let notice = json!({
+                    "type": "join",
+                    "id": member.id,
+                    "name": member.name,
+                    "browser": browser_label(&member.agent),
+                });
+                chat.publish(&format!("/chat/{room}"), notice).await;
             }
-        });
+            chat.publish_members(&room).await;
+            // The page joins with `remoteCall`: the reply's data is its answer.
+            event.reply_mut().data = Some(json!({ "you": member.to_json(), "room": room }));
+            event.proceed()
+        },
+    );
 
     // A message to the room: {text}.
-    let state = Arc::clone(chat);
-    bayeux.channel("/service/chat").add_listener(move |event| {
-        let chat = Arc::clone(&state);
-        async move {
-            let text = match text_of(event.data()) {
+    bayeux.channel("/service/chat").add_listener_with_state(
+        Arc::clone(chat),
+        |chat, event| async move {
+            let text = match event.data_as::<Said>() {
+                Ok(said) => text_of(&said),
+                Err(err) => Err(format!("400::{err}")),
+            };
+            let text = match text {
                 Ok(text) => text,
                 Err(error) => return refuse(event, error),
             };
-            let Some(member) = chat.member(event.session()) else {
+            let Some(member) = Member::of(event.session()) else {
                 return refuse(event, "402::unknown member: handshake again".to_owned());
             };
             let Some(room) = &member.room else {
@@ -384,67 +385,61 @@ fn services(chat: &Arc<Chat>) {
             });
             chat.publish(&format!("/chat/{room}"), message).await;
             event.proceed()
-        }
-    });
+        },
+    );
 
     // A private message (a remote call): {to: <member id or name>, text}, delivered to that
     // member's session only. The answer tells the sender who got it.
-    let state = Arc::clone(chat);
-    bayeux
-        .channel("/service/private")
-        .add_listener(move |mut event| {
-            let chat = Arc::clone(&state);
-            async move {
-                let text = match text_of(event.data()) {
-                    Ok(text) => text,
-                    Err(error) => return refuse(event, error),
-                };
-                let Some(from) = chat.member(event.session()) else {
-                    return refuse(event, "402::unknown member: handshake again".to_owned());
-                };
-                let to = event.data().get("to").cloned().unwrap_or(Value::Null);
-                let target = match find_member(&chat, &to) {
-                    Ok(target) => target,
-                    Err(error) => return refuse(event, error),
-                };
-                let message = json!({
-                    "type": "private",
-                    "id": from.id,
-                    "name": from.name,
-                    "toId": target.id,
-                    "toName": target.name,
-                    "text": text,
-                });
-                if target
-                    .session
-                    .deliver("/service/private", message)
-                    .await
-                    .is_err()
-                {
-                    return refuse(event, format!("410::{} has left", target.name));
-                }
-                event.reply_mut().data = Some(json!({ "toId": target.id, "toName": target.name }));
-                event.proceed()
+    bayeux.channel("/service/private").add_listener_with_state(
+        Arc::clone(chat),
+        |chat, mut event| async move {
+            let said = match event.data_as::<Said>() {
+                Ok(said) => said,
+                Err(err) => return refuse(event, format!("400::{err}")),
+            };
+            let text = match text_of(&said) {
+                Ok(text) => text,
+                Err(error) => return refuse(event, error),
+            };
+            let Some(from) = Member::of(event.session()) else {
+                return refuse(event, "402::unknown member: handshake again".to_owned());
+            };
+            let (target, session) = match find_member(&chat, &said.to) {
+                Ok(target) => target,
+                Err(error) => return refuse(event, error),
+            };
+            let message = json!({
+                "type": "private",
+                "id": from.id,
+                "name": from.name,
+                "toId": target.id,
+                "toName": target.name,
+                "text": text,
+            });
+            if session.deliver("/service/private", message).await.is_err() {
+                return refuse(event, format!("410::{} has left", target.name));
             }
-        });
+            event.reply_mut().data = Some(json!({ "toId": target.id, "toName": target.name }));
+            event.proceed()
+        },
+    );
 }
 
-/// The member `to` names: a public id (a number), or a name only one member has.
-fn find_member(chat: &Chat, to: &Value) -> Result<Member, String> {
-    let members = chat.members();
+/// The member `to` names, with its session: a public id (a number), or a name only one member
+/// has.
+fn find_member(chat: &Chat, to: &Value) -> Result<(Member, ServerSession), String> {
     if let Some(id) = to.as_u64() {
-        return members
-            .values()
-            .find(|m| m.id == id)
-            .cloned()
+        return chat
+            .members()
+            .find(|(m, _)| m.id == id)
             .ok_or_else(|| format!("404::no member {id}"));
     }
     let Some(name) = to.as_str() else {
         return Err("400::`to` must be a member id or name".to_owned());
     };
-    let mut named = members.values().filter(|m| m.name == name);
+    let mut named = chat.members().filter(|(m, _)| m.name == name);
     match (named.next(), named.next()) {
-        (Some(member), None) => Ok(member.clone()),
+        (Some(member), None) => Ok(member),
         (None, _) => Err(format!("404::no member named {name}")),
         (Some(_), Some(_)) => Err(format!("409::several members are named {name}: use an id")),
     }
@@ -485,7 +480,6 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .build();
     let chat = Arc::new(Chat {
         bayeux: bayeux.clone(),
-        members: Mutex::default(),
         next_id: AtomicU64::new(1),
     });
     services(&chat);
