@@ -20,6 +20,12 @@ use super::{BoxFuture, Inner, ServerSession};
 /// An extension that panics is contained: the panic is logged and the message goes on as the
 /// extension left it.
 ///
+/// The request behind a message is reachable through
+/// [`context::current()`](crate::context::current) in both hooks: for an incoming message and
+/// its reply, the request that carried it (over websocket, the upgrade request), also when the
+/// reply is a held `/meta/connect`'s sent later; for a broadcast, the request of the client
+/// that published it (none for a publish made by the server).
+///
 /// ```
 /// use tower_bayeux::{Extension, Message, ServerSession};
 ///

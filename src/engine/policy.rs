@@ -9,22 +9,38 @@ use super::{BoxFuture, ServerSession};
 /// Decides what clients may do. Every method is async and defaults to allowing.
 ///
 /// The policy sees the client's message (with its `ext` and any custom fields, such as the
-/// credentials of a handshake) and the session; the HTTP request is reachable through
-/// [`context::current()`](crate::context::current), so an identity set by an outer auth layer
-/// can be checked. It is not consulted for server-side publishes and deliveries.
+/// credentials of a handshake) and the session. The request that carried the message is
+/// reachable through [`context::current()`](crate::context::current) in every method (over
+/// websocket: the upgrade request), so an identity set by an outer auth layer can be checked;
+/// one found at handshake can be kept on the session with
+/// [`attributes`](ServerSession::attributes) for later decisions. The policy is not consulted
+/// for server-side publishes and deliveries.
 ///
 /// ```
-/// use tower_bayeux::{ChannelName, Message, SecurityPolicy, ServerSession};
+/// use tower_bayeux::{ChannelName, Message, SecurityPolicy, ServerSession, context};
+///
+/// /// Who an outer auth layer said the request came from (a request extension).
+/// #[derive(Clone)]
+/// struct User(String);
 ///
 /// struct Policy;
 ///
 /// impl SecurityPolicy for Policy {
-///     async fn can_handshake(&self, _session: &ServerSession, message: &Message) -> bool {
-///         message.other.get("credentials").and_then(|v| v.as_str()) == Some("secret")
+///     async fn can_handshake(&self, session: &ServerSession, _message: &Message) -> bool {
+///         let user = context::current().and_then(|ctx| ctx.extension::<User>().cloned());
+///         match user {
+///             Some(user) => {
+///                 // Found once, kept with the session.
+///                 session.attributes().insert(user);
+///                 true
+///             }
+///             None => false,
+///         }
 ///     }
 ///
-///     async fn can_publish(&self, _: &ServerSession, _: &Message, channel: &ChannelName) -> bool {
-///         !channel.as_str().starts_with("/readonly/")
+///     async fn can_publish(&self, session: &ServerSession, _: &Message, channel: &ChannelName) -> bool {
+///         let admin = session.attributes().get::<User>().is_some_and(|user| user.0 == "admin");
+///         admin || !channel.as_str().starts_with("/readonly/")
 ///     }
 /// }
 ///
