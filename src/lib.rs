@@ -7,29 +7,63 @@
 //!
 //! # Shape
 //!
+//! - [`Bayeux`]: the server handle, built once with [`Bayeux::builder`] (every setting, of the
+//!   engine and of the transports, in one place). Server channels ([`ServerChannel`]) with
+//!   async message listeners, server-side publish, sessions ([`ServerSession`]) with direct
+//!   delivery, typed per-session values ([`SessionAttributes`]) and removal listeners, engine
+//!   [events](ServerEvent), a [`SecurityPolicy`] and [extensions](Extension).
+//! - [`BayeuxLayer`] / [`BayeuxService`]: the tower middleware; requests at the Bayeux path go
+//!   to the transports: websocket (an upgrade at the path; feature `websocket`, or
+//!   [`serve_websocket`] over any stream), long-polling (`POST` of JSON arrays at the path and
+//!   below it) and callback-polling (JSONP `GET`s; feature `jsonp`, off unless enabled).
+//! - [`context`]: the HTTP request behind the messages being processed, through a task-local.
 //! - [`protocol`]: messages, advice, channel names, error strings.
-//! - [`Bayeux`]: the engine handle, built once with [`Bayeux::builder`]. Server channels
-//!   ([`ServerChannel`]) with async message listeners, server-side publish, sessions
-//!   ([`ServerSession`]) with direct delivery and removal listeners, engine
-//!   [events](ServerEvent) and a [`SecurityPolicy`].
-//! - Transports: websocket (an upgrade at the path; feature `websocket`), long-polling (`POST`
-//!   of JSON arrays at the path and below it) and callback-polling (JSONP `GET`s; feature
-//!   `jsonp`).
-//! - [`BayeuxLayer`] / [`BayeuxService`]: the tower middleware.
-//! - [`context`]: the HTTP request being processed, from listeners, through a task-local.
+//! - [`ext`]: the built-in ack, timesync and timestamp extensions.
+//!
+//! Inside, one-way: the layer calls the transports, which turn requests into batches of
+//! messages for the engine (which knows nothing of HTTP) and its answers into responses; the
+//! engine builds on the protocol types.
 //!
 //! # Example
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
+//! use serde::Deserialize;
 //! use tower_bayeux::{Bayeux, BayeuxLayer};
+//!
+//! /// What clients publish on /service/greet.
+//! #[derive(Deserialize)]
+//! struct Greeting {
+//!     name: String,
+//! }
+//!
+//! /// Kept on each session once it has greeted.
+//! #[derive(Clone)]
+//! struct Name(String);
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let bayeux = Bayeux::builder().build();
 //!
-//! // Echo whatever a client publishes on /service/echo back to it.
+//! // A client greets once; the server remembers its name and welcomes it on /hello.
+//! bayeux.channel("/service/greet").add_listener_with_state(
+//!     bayeux.clone(),
+//!     |bayeux, event| async move {
+//!         let Ok(greeting) = event.data_as::<Greeting>() else {
+//!             return event.veto();
+//!         };
+//!         event.session().attributes().insert(Name(greeting.name.clone()));
+//!         let _ = bayeux
+//!             .publish("/hello", serde_json::json!({"welcome": greeting.name}))
+//!             .await;
+//!         event.proceed()
+//!     },
+//! );
+//!
+//! // Echo whatever a client publishes on /service/echo back to it, signed with its name.
 //! bayeux.channel("/service/echo").add_listener(|event| async move {
-//!     let _ = event.session().deliver("/service/echo", event.data().clone()).await;
+//!     let name = event.session().attributes().get::<Name>().map(|name| name.0);
+//!     let echo = serde_json::json!({"from": name, "data": event.data()});
+//!     let _ = event.session().deliver("/service/echo", echo).await;
 //!     event.proceed()
 //! });
 //!

@@ -30,7 +30,7 @@ impl RemoveReason {
 }
 
 /// Something that happened in the engine, as told to listeners registered with
-/// [`Bayeux::on_event`](super::Bayeux::on_event).
+/// [`Bayeux::on_event`](crate::Bayeux::on_event).
 ///
 /// Events are delivered synchronously, in order, right after the change, outside the engine's
 /// locks; a listener may call back into the engine, and should hand slow or async work to a

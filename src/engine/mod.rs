@@ -317,7 +317,7 @@ impl Inner {
     }
 }
 
-/// What the engine holds, from [`Bayeux::stats`].
+/// What the engine holds, from [`Bayeux::stats`](crate::Bayeux::stats).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {

@@ -137,7 +137,7 @@ pub(crate) struct SessionInner {
 /// A client session on the server. Cheap to clone; clones refer to the same session.
 ///
 /// Obtained from events, listeners and the policy, or with
-/// [`Bayeux::session`](super::Bayeux::session).
+/// [`Bayeux::session`](crate::Bayeux::session).
 #[derive(Clone)]
 pub struct ServerSession(pub(crate) Arc<SessionInner>);
 
@@ -271,7 +271,7 @@ impl ServerSession {
     /// Listeners run in a task of their own once the session's subscriptions are gone, so a
     /// slow one holds up neither the engine nor other sessions; those of one session run one
     /// after the other, in the order they were added, and one that panics is logged and the
-    /// next runs. [`Bayeux::shutdown`](super::Bayeux::shutdown) waits for them. A listener
+    /// next runs. [`Bayeux::shutdown`](crate::Bayeux::shutdown) waits for them. A listener
     /// added to a session that is already removed runs at once, with the reason it was removed
     /// for, so nothing registered on a session can miss its end.
     ///
