@@ -110,8 +110,9 @@ pub use transport::SameSite;
 #[cfg(feature = "websocket")]
 pub use transport::websocket::serve_websocket;
 
-/// The boxed error type request bodies' errors convert into.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The boxed error request bodies' errors convert into (`tower::BoxError`, without the
+/// dependency).
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The README's Rust snippets, compiled as doctests.
 #[cfg(doctest)]

@@ -213,7 +213,7 @@ async fn a_dropped_reply_is_not_sent() {
         .build();
     let client = Client::connected(&bayeux).await;
     let reply = client
-        .post(
+        .request(
             "/cometd/",
             vec![
                 json!({"channel": "/meta/subscribe", "subscription": "/a"}),
@@ -226,7 +226,7 @@ async fn a_dropped_reply_is_not_sent() {
     assert_eq!(reply[0]["channel"], "/b");
     // Nothing left to send at all: the response says so instead of sending `[]`.
     let alone = client
-        .post(
+        .request(
             "/cometd/",
             vec![json!({"channel": "/meta/subscribe", "subscription": "/c"})],
         )
@@ -434,7 +434,7 @@ async fn ack_connect(client: &Client, timeout: Option<u64>, acked: i64) -> Vec<V
     let mut message = client.connect_message(timeout);
     message["ext"] = json!({"ack": acked});
     client
-        .post("/cometd/connect", vec![message])
+        .request("/cometd/connect", vec![message])
         .await
         .messages()
 }
@@ -631,12 +631,11 @@ async fn outgoing_extensions_see_the_request_context_on_a_held_connects_reply() 
         .build();
     let client = Client::connected(&bayeux).await;
     let connect = |probe: &'static str| {
-        let body = Value::from(client.stamp(vec![client.connect_message(None)])).to_string();
-        http::Request::post("/cometd/connect")
-            .header(http::header::COOKIE, &client.cookie)
-            .header("x-probe", probe)
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .unwrap()
+        let mut request =
+            client.messages_request("/cometd/connect", vec![client.connect_message(None)]);
+        let probe = http::HeaderValue::from_static(probe);
+        request.headers_mut().insert("x-probe", probe);
+        request
     };
     // Answered at its timeout.
     let reply = common::send(&bayeux, connect("timed out")).await.messages();

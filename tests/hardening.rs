@@ -5,6 +5,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::removal::Removals;
 use common::{Client, deliveries, handshake_message, post, settle};
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -28,10 +29,10 @@ async fn batches_and_messages_over_their_limits_are_refused() {
             .collect()
     };
     assert_eq!(
-        client.post("/cometd/", publishes(3)).await.status,
+        client.request("/cometd/", publishes(3)).await.status,
         StatusCode::OK
     );
-    let too_many = client.post("/cometd/", publishes(4)).await;
+    let too_many = client.request("/cometd/", publishes(4)).await;
     assert_eq!(too_many.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(
         too_many.body.contains("more than 3 messages"),
@@ -40,7 +41,7 @@ async fn batches_and_messages_over_their_limits_are_refused() {
     );
     let big = vec![json!({"channel": "/a", "data": "x".repeat(300)})];
     assert_eq!(
-        client.post("/cometd/", big).await.status,
+        client.request("/cometd/", big).await.status,
         StatusCode::PAYLOAD_TOO_LARGE
     );
     assert_eq!(client.subscribe("/still").await["successful"], true);
@@ -250,14 +251,8 @@ async fn the_disconnect_policy_removes_the_slow_session_and_tells_it_to_handshak
     let events = queue_events(&bayeux);
     let slow = Client::connected(&bayeux).await;
     slow.subscribe("/firehose").await;
-    let reasons = Arc::new(Mutex::new(Vec::new()));
-    bayeux.session(&slow.client_id).unwrap().on_removed({
-        let reasons = reasons.clone();
-        move |_, reason| {
-            reasons.lock().unwrap().push(reason);
-            async {}
-        }
-    });
+    let removals = Removals::default();
+    removals.watch_id(&bayeux, &slow.client_id);
     let held = tokio::spawn({
         let slow = slow.clone();
         async move { slow.connect(None).await }
@@ -274,7 +269,7 @@ async fn the_disconnect_policy_removes_the_slow_session_and_tells_it_to_handshak
     let reply = slow.connect(Some(0)).await;
     assert_eq!(reply[0]["error"], "402::session_unknown", "{reply:?}");
     assert_eq!(reply[0]["advice"]["reconnect"], "handshake");
-    assert_eq!(*reasons.lock().unwrap(), [RemoveReason::QueueFull]);
+    assert_eq!(removals.reasons(), [RemoveReason::QueueFull]);
     assert_eq!(
         events.lock().unwrap().clone(),
         [format!("{} Disconnect", slow.client_id)]
@@ -306,7 +301,7 @@ async fn a_held_connect_of_a_session_removed_for_overflow_is_told_to_handshake()
         async move { slow.connect(None).await }
     });
     settle().await;
-    slow.post(
+    slow.request(
         "/cometd/",
         vec![json!({"channel": "/service/fill", "data": {}})],
     )
@@ -326,20 +321,14 @@ async fn shutdown_answers_held_connects_and_refuses_new_sessions() {
         .timeout(Duration::from_secs(20))
         .shutdown_jitter(Duration::from_secs(3))
         .build();
-    let removed = Arc::new(Mutex::new(Vec::new()));
+    let removals = Removals::default();
     let mut held = Vec::new();
     for i in 0..5 {
         let client = Client::connected(&bayeux).await;
         if i == 0 {
             client.subscribe("/news").await;
         }
-        bayeux.session(&client.client_id).unwrap().on_removed({
-            let removed = removed.clone();
-            move |_, reason| {
-                removed.lock().unwrap().push(reason);
-                async {}
-            }
-        });
+        removals.watch_id(&bayeux, &client.client_id);
         held.push(tokio::spawn(async move {
             let start = Instant::now();
             (client.connect(None).await, start.elapsed())
@@ -370,14 +359,7 @@ async fn shutdown_answers_held_connects_and_refuses_new_sessions() {
         intervals.iter().all(|i| (0..3000).contains(i)),
         "{intervals:?}"
     );
-    assert_eq!(removed.lock().unwrap().len(), 5);
-    assert!(
-        removed
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|r| *r == RemoveReason::Shutdown)
-    );
+    assert_eq!(removals.reasons(), [RemoveReason::Shutdown; 5]);
     assert_eq!(bayeux.session_count(), 0);
 
     let body = json!([handshake_message("1")]).to_string();
@@ -449,6 +431,7 @@ async fn held_connects(bayeux: &Bayeux, n: usize) {
 /// graceful shutdown (which calls `Bayeux::shutdown`). When `axum::serve` returns, the runtime
 /// is dropped at once, as a process exiting would drop it: whatever was not done is lost.
 /// The thread's handle joins once the runtime is gone.
+#[cfg(feature = "websocket")]
 fn server_in_its_own_runtime(
     bayeux: &Bayeux,
 ) -> (

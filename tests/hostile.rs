@@ -102,7 +102,7 @@ fn engine_with_session() -> (Bayeux, String, String) {
     runtime().block_on(async {
         let bayeux = Bayeux::builder().build();
         let client = common::Client::connected(&bayeux).await;
-        (bayeux, client.cookie, client.client_id)
+        (bayeux, client.cookie.clone(), client.client_id.clone())
     })
 }
 

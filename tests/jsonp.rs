@@ -1,16 +1,17 @@
-//! The callback-polling (JSONP) transport, as raw HTTP requests.
+//! What only the callback-polling (JSONP) transport does, as raw HTTP requests: the script
+//! format, callback validation, query limits, and the transport being off by default.
+//!
+//! The scenarios every transport shares run over callback-polling in `tests/transports.rs`.
 #![cfg(feature = "jsonp")]
 
 mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::{Client, Reply, send};
-use http::{Request, StatusCode, header};
-use http_body_util::Full;
+use common::jsonp::{self, encode, script_arguments};
+use common::{Client, Reply, browser_cookie, send};
+use http::{StatusCode, header};
 use serde_json::{Value, json};
-use tokio::time::Instant;
 use tower_bayeux::Bayeux;
 
 fn engine() -> Bayeux {
@@ -20,66 +21,29 @@ fn engine() -> Bayeux {
         .build()
 }
 
-fn encode(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
-async fn get(bayeux: &Bayeux, path: &str, query: &str, cookie: Option<&str>) -> Reply {
-    let mut request = Request::get(format!("{path}?{query}"));
-    if let Some(cookie) = cookie {
-        request = request.header(header::COOKIE, cookie);
-    }
-    send(bayeux, request.body(Full::new(Bytes::new())).unwrap()).await
-}
-
 /// Calls `callback` with `messages` the way the CometD client builds its script URLs.
 async fn jsonp(bayeux: &Bayeux, callback: &str, messages: Value, cookie: Option<&str>) -> Reply {
-    let query = format!("jsonp={callback}&message={}", encode(&messages.to_string()));
-    get(bayeux, "/cometd/", &query, cookie).await
+    let request = jsonp::request("/cometd/", callback, &messages.to_string(), cookie);
+    send(bayeux, request).await
 }
 
-/// The array a script passes to its callback.
-fn script_arguments(reply: &Reply, callback: &str) -> Vec<Value> {
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert_eq!(
-        reply.headers[header::CONTENT_TYPE],
-        "text/javascript;charset=UTF-8"
-    );
-    let prefix = format!("/**/{callback}(");
-    let inner = reply
-        .body
-        .strip_prefix(&prefix)
-        .and_then(|rest| rest.strip_suffix(");"))
-        .unwrap_or_else(|| panic!("not a call of {callback}: {}", reply.body));
-    serde_json::from_str::<Value>(inner)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
+/// The script format and the cookie; the protocol over callback-polling (handshake, held
+/// connects, delivery) runs in `tests/transports.rs`.
 #[tokio::test(start_paused = true)]
-async fn a_session_runs_entirely_over_callback_polling() {
+async fn scripts_call_the_named_callback_set_the_cookie_and_escape_line_separators() {
     let bayeux = engine();
     let handshake = json!([{"id": "1", "channel": "/meta/handshake", "version": "1.0",
         "supportedConnectionTypes": ["callback-polling"]}]);
     let reply = jsonp(&bayeux, "_cometd_jsonp_0", handshake, None).await;
-    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let cookie = browser_cookie(&reply).expect("the browser cookie");
     let messages = script_arguments(&reply, "_cometd_jsonp_0");
     assert_eq!(messages[0]["successful"], true);
     assert_eq!(messages[0]["id"], "1");
     let client_id = messages[0]["clientId"].as_str().unwrap().to_owned();
 
-    let connect = |timeout: Option<u64>| {
-        let mut message = json!({"id": "2", "channel": "/meta/connect",
-            "connectionType": "callback-polling", "clientId": client_id});
-        if let Some(timeout) = timeout {
-            message["advice"] = json!({"timeout": timeout});
-        }
-        json!([message])
-    };
-    let first = jsonp(&bayeux, "cb.first", connect(Some(0)), Some(&cookie)).await;
+    let connect = json!([{"id": "2", "channel": "/meta/connect",
+        "connectionType": "callback-polling", "clientId": client_id, "advice": {"timeout": 0}}]);
+    let first = jsonp(&bayeux, "cb.first", connect.clone(), Some(&cookie)).await;
     assert_eq!(script_arguments(&first, "cb.first")[0]["successful"], true);
 
     let subscribe = json!([{"id": "3", "channel": "/meta/subscribe", "subscription": "/news",
@@ -87,26 +51,12 @@ async fn a_session_runs_entirely_over_callback_polling() {
     let reply = jsonp(&bayeux, "cb", subscribe, Some(&cookie)).await;
     assert_eq!(script_arguments(&reply, "cb")[0]["successful"], true);
 
-    // Held like a long-poll, released by a delivery.
-    let held = tokio::spawn({
-        let bayeux = bayeux.clone();
-        let cookie = cookie.clone();
-        let message = connect(None);
-        async move {
-            let start = Instant::now();
-            (
-                jsonp(&bayeux, "cb", message, Some(&cookie)).await,
-                start.elapsed(),
-            )
-        }
-    });
-    common::settle().await;
+    // U+2028 ends a line in scripts older than ES2019: it travels escaped.
     bayeux
         .publish("/news", json!("line\u{2028}sep"))
         .await
         .unwrap();
-    let (reply, held_for) = held.await.unwrap();
-    assert!(held_for < Duration::from_millis(5));
+    let reply = jsonp(&bayeux, "cb", connect.clone(), Some(&cookie)).await;
     assert!(reply.body.contains(r"line\u2028sep"), "{}", reply.body);
     let messages = script_arguments(&reply, "cb");
     assert_eq!(
@@ -116,7 +66,7 @@ async fn a_session_runs_entirely_over_callback_polling() {
     assert_eq!(messages[1]["channel"], "/meta/connect");
 
     // And without the cookie the clientId is worth nothing.
-    let stolen = jsonp(&bayeux, "cb", connect(Some(0)), None).await;
+    let stolen = jsonp(&bayeux, "cb", connect, None).await;
     assert_eq!(
         script_arguments(&stolen, "cb")[0]["error"],
         "402::session_unknown"
@@ -158,7 +108,9 @@ async fn unsafe_callback_names_are_refused() {
     assert_eq!(bayeux.session_count(), 0);
     let two = format!("jsonp=a&jsonp=b&message={}", encode(&messages.to_string()));
     assert_eq!(
-        get(&bayeux, "/cometd", &two, None).await.status,
+        send(&bayeux, jsonp::get("/cometd", &two, None))
+            .await
+            .status,
         StatusCode::BAD_REQUEST
     );
 }
@@ -178,17 +130,12 @@ async fn bad_messages_are_refused() {
             encode(r#"[{"channel":"/a","id":{}}]"#)
         ),
     ] {
-        let reply = get(&bayeux, "/cometd", &query, None).await;
+        let reply = send(&bayeux, jsonp::get("/cometd", &query, None)).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
     }
     let big = json!([{"channel": "/a", "data": "x".repeat(300)}]).to_string();
-    let reply = get(
-        &bayeux,
-        "/cometd",
-        &format!("jsonp=cb&message={}", encode(&big)),
-        None,
-    )
-    .await;
+    let query = format!("jsonp=cb&message={}", encode(&big));
+    let reply = send(&bayeux, jsonp::get("/cometd", &query, None)).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 

@@ -1,7 +1,10 @@
 //! How `BayeuxLayer` and `BayeuxService` compose: pass-through of foreign requests, mount paths,
 //! axum (`Router::layer`, `nest_service`), tower-http CORS, an outer auth layer whose identity
 //! reaches the engine through the request context, body genericity and the trait bounds the
-//! stacks need. Every service is driven in memory with `tower::ServiceExt::oneshot`.
+//! stacks need. Every service is driven in memory with `tower::ServiceExt::oneshot`, through
+//! `common::call`.
+
+mod common;
 
 use std::convert::Infallible;
 use std::fmt::Debug;
@@ -16,167 +19,23 @@ use axum::extract::OriginalUri;
 use axum::middleware::{self, Next};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use common::{Reply, Session, call, full, handshake, handshake_body, handshake_request, post_json};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
 };
 use http_body::Body;
 use http_body_util::{BodyExt, Empty, Full};
 use serde_json::{Value, json};
-use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_bayeux::{
     Bayeux, BayeuxBody, BayeuxLayer, BayeuxService, ChannelName, Message, NotFound, SecurityPolicy,
     ServerEvent, ServerSession, context,
 };
 use tower_http::cors::CorsLayer;
 
-const HANDSHAKE: &str = r#"[{"id":"1","channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"]}]"#;
-
 // ---------------------------------------------------------------------------------------------
-// Helpers
+// Helpers (requests, replies and sessions come from `tests/common`)
 // ---------------------------------------------------------------------------------------------
-
-/// A response with its body collected.
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).expect("a UTF-8 body")
-    }
-
-    /// The body as a non-empty JSON array of Bayeux messages.
-    fn messages(&self) -> Vec<Value> {
-        assert_eq!(self.status, StatusCode::OK, "body: {}", self.text());
-        let value: Value = serde_json::from_slice(&self.body).expect("a JSON body");
-        let messages = value.as_array().expect("a JSON array").clone();
-        assert!(!messages.is_empty(), "a Bayeux reply is never empty");
-        messages
-    }
-
-    /// The messages delivered before the replies: `(channel, data)` of those without `id`.
-    fn deliveries(&self) -> Vec<(String, Value)> {
-        self.messages()
-            .into_iter()
-            .filter(|m| m.get("id").is_none())
-            .map(|m| (m["channel"].as_str().unwrap().to_owned(), m["data"].clone()))
-            .collect()
-    }
-
-    /// The reply to the request message (the last element).
-    fn last(&self) -> Value {
-        self.messages().pop().unwrap()
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-}
-
-/// Sends `request` to `service` and collects the response.
-async fn call<S, B, RB>(service: S, request: Request<B>) -> Reply
-where
-    S: Service<Request<B>, Response = Response<RB>>,
-    S::Error: Debug,
-    RB: Body,
-    RB::Error: Debug,
-{
-    let response = service.oneshot(request).await.expect("the service answers");
-    let (parts, body) = response.into_parts();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.expect("a readable body").to_bytes(),
-    }
-}
-
-/// A JSON POST to `uri`, body to come.
-fn post_json(uri: &str) -> http::request::Builder {
-    Request::post(uri).header(header::CONTENT_TYPE, "application/json")
-}
-
-fn full(builder: http::request::Builder, body: impl Into<String>) -> Request<Full<Bytes>> {
-    builder.body(Full::new(Bytes::from(body.into()))).unwrap()
-}
-
-fn handshake_request(uri: &str) -> Request<Full<Bytes>> {
-    full(post_json(uri), HANDSHAKE)
-}
-
-/// A session made by a handshake: its id and the browser cookie that goes with it.
-#[derive(Clone, Debug)]
-struct Session {
-    client_id: String,
-    cookie: String,
-}
-
-impl Session {
-    /// Checks that `reply` is a successful handshake and returns its session.
-    fn from_handshake(reply: &Reply) -> Self {
-        let messages = reply.messages();
-        assert_eq!(messages.len(), 1, "{messages:?}");
-        let handshake = &messages[0];
-        assert_eq!(handshake["channel"], "/meta/handshake");
-        assert_eq!(handshake["successful"], true, "{handshake}");
-        let client_id = handshake["clientId"].as_str().expect("a clientId");
-        let cookie = reply.header("set-cookie").expect("a browser cookie");
-        assert!(cookie.starts_with("BAYEUX_BROWSER="), "{cookie}");
-        Self {
-            client_id: client_id.to_owned(),
-            cookie: cookie.split(';').next().unwrap().to_owned(),
-        }
-    }
-
-    /// `[message]` with this session's `clientId` and an `id`.
-    fn body(&self, mut message: Value) -> String {
-        message["clientId"] = json!(self.client_id);
-        message["id"] = json!("2");
-        json!([message]).to_string()
-    }
-
-    /// A POST of `message` from this session (with its cookie) to `uri`.
-    fn request(&self, uri: &str, message: Value) -> Request<Full<Bytes>> {
-        let builder = post_json(uri).header(header::COOKIE, &self.cookie);
-        full(builder, self.body(message))
-    }
-
-    /// A publish of `data` to `channel`.
-    fn publish(&self, uri: &str, channel: &str, data: Value) -> Request<Full<Bytes>> {
-        self.request(uri, json!({"channel": channel, "data": data}))
-    }
-
-    /// A `/meta/connect` that returns at once (`advice.timeout: 0`).
-    fn connect(&self, uri: &str) -> Request<Full<Bytes>> {
-        self.request(
-            uri,
-            json!({
-                "channel": "/meta/connect", "connectionType": "long-polling",
-                "advice": {"timeout": 0}
-            }),
-        )
-    }
-
-    fn subscribe(&self, uri: &str, channel: &str) -> Request<Full<Bytes>> {
-        self.request(
-            uri,
-            json!({"channel": "/meta/subscribe", "subscription": channel}),
-        )
-    }
-}
-
-/// Handshakes through `service` at `uri`.
-async fn handshake<S, RB>(service: S, uri: &str) -> Session
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<RB>>,
-    S::Error: Debug,
-    RB: Body,
-    RB::Error: Debug,
-{
-    Session::from_handshake(&call(service, handshake_request(uri)).await)
-}
 
 /// What an inner service saw of a request.
 #[derive(Clone, Debug)]
@@ -282,7 +141,7 @@ where
     let reply = call(service.clone(), request).await;
     assert_eq!(reply.last()["successful"], true, "{}", reply.text());
     assert_eq!(reply.deliveries(), [], "messages ride on connect replies");
-    let connect = call(service, session.connect(uri)).await;
+    let connect = call(service, session.connect_request(uri)).await;
     assert_eq!(connect.last()["successful"], true, "{}", connect.text());
     (reply, connect.deliveries())
 }
@@ -295,7 +154,7 @@ where
     RB: Body,
     RB::Error: Debug,
 {
-    let publish = session.publish(uri, "/service/echo", json!({"n": 1}));
+    let publish = session.publish_request(uri, "/service/echo", json!({"n": 1}));
     let (_, echoed) = then_poll(service, uri, session, publish).await;
     assert_eq!(echoed, [("/service/echo".to_owned(), json!({"n": 1}))]);
 }
@@ -324,7 +183,7 @@ async fn requests_outside_the_path_reach_the_inner_service_untouched() {
                 .uri(uri)
                 .header("x-custom", "kept")
                 .header(header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(HANDSHAKE)))
+                .body(Full::new(Bytes::from(handshake_body())))
                 .unwrap();
             let reply = call(service.clone(), request).await;
             assert_inner_reply(&reply);
@@ -338,7 +197,7 @@ async fn requests_outside_the_path_reach_the_inner_service_untouched() {
             assert_eq!(seen.headers["x-custom"], "kept");
             assert_eq!(seen.headers[header::CONTENT_TYPE], "application/json");
             assert_eq!(seen.headers.len(), 2, "no header added: {:?}", seen.headers);
-            assert_eq!(seen.body, HANDSHAKE);
+            assert_eq!(seen.body, handshake_body());
         }
     }
     assert!(inner.seen().is_empty());
@@ -503,7 +362,7 @@ async fn one_engine_serves_every_route_the_layer_wraps() {
     // The handshake goes through the `/cometd/handshake` route...
     let session = handshake(app.clone(), "/cometd/handshake").await;
     // ...the connect through the fallback...
-    let connect = call(app.clone(), session.connect("/cometd/connect")).await;
+    let connect = call(app.clone(), session.connect_request("/cometd/connect")).await;
     let reply = connect.last();
     assert_eq!(reply["channel"], "/meta/connect");
     assert_eq!(reply["successful"], true, "{reply}");
@@ -540,7 +399,7 @@ async fn nest_service_strips_the_prefix() {
 
     let session = handshake(app.clone(), "/cometd/handshake").await;
     handshake(app.clone(), "/cometd").await;
-    let publish = session.publish("/cometd/", "/service/uri", json!({}));
+    let publish = session.publish_request("/cometd/", "/service/uri", json!({}));
     let (_, answer) = then_poll(app.clone(), "/cometd/connect", &session, publish).await;
     assert_eq!(
         answer,
@@ -572,7 +431,7 @@ async fn nest_service_works_below_a_sub_path_and_in_a_nested_router() {
     for app in [deep, nested] {
         let session = handshake(app.clone(), "/app/cometd/handshake").await;
         let uri = "/app/cometd/service";
-        let publish = session.publish(uri, "/service/uri", json!({}));
+        let publish = session.publish_request(uri, "/service/uri", json!({}));
         let (_, answer) = then_poll(app.clone(), uri, &session, publish).await;
         assert_eq!(
             answer,
@@ -643,7 +502,7 @@ where
 
     let request = full(
         post_json("/cometd/handshake").header(header::ORIGIN, ORIGIN),
-        HANDSHAKE,
+        handshake_body(),
     );
     let reply = call(service, request).await;
     Session::from_handshake(&reply);
@@ -768,7 +627,7 @@ where
 
     let session = handshake(service.clone(), "/cometd/handshake").await;
     let whoami = |user: Option<&str>| {
-        let request = session.publish("/cometd", "/service/whoami", json!({}));
+        let request = session.publish_request("/cometd", "/service/whoami", json!({}));
         match user {
             Some(user) => as_user(request, user),
             None => request,
@@ -790,7 +649,7 @@ where
     );
     assert_eq!(reply.header("x-user"), None);
 
-    let chat = || session.publish("/cometd", "/chat/room", json!({"text": "hi"}));
+    let chat = || session.publish_request("/cometd", "/chat/room", json!({"text": "hi"}));
     let anonymous = call(service.clone(), chat()).await.last();
     assert_eq!(anonymous["successful"], false);
     assert_eq!(anonymous["error"], "403::publish_denied");
@@ -858,7 +717,11 @@ async fn headers_added_by_listeners_appear_on_the_http_response() {
         Some("application/json;charset=UTF-8")
     );
 
-    let reply = call(app, session.publish("/cometd", "/service/header", json!(1))).await;
+    let reply = call(
+        app,
+        session.publish_request("/cometd", "/service/header", json!(1)),
+    )
+    .await;
     assert_eq!(reply.last()["successful"], true);
     assert_eq!(reply.header("x-from-listener"), Some("publish"));
 }
@@ -880,7 +743,11 @@ async fn appended_response_headers_keep_every_value() {
         });
     let service = BayeuxService::new(bayeux);
     let session = handshake(service.clone(), "/handshake").await;
-    let reply = call(service, session.publish("/", "/service/cookies", json!(1))).await;
+    let reply = call(
+        service,
+        session.publish_request("/", "/service/cookies", json!(1)),
+    )
+    .await;
     let cookies: Vec<_> = reply.headers.get_all(header::SET_COOKIE).iter().collect();
     assert_eq!(cookies, ["a=1", "b=2"]);
 }
@@ -945,10 +812,14 @@ async fn the_context_is_there_in_listeners_and_spawned_tasks_and_absent_elsewher
         .headers_mut()
         .insert("x-probe", HeaderValue::from_static("handshake"));
     let session = Session::from_handshake(&call(service.clone(), request).await);
-    let subscribed = call(service.clone(), session.subscribe("/cometd", "/news")).await;
+    let subscribed = call(
+        service.clone(),
+        session.subscribe_request("/cometd", "/news"),
+    )
+    .await;
     assert_eq!(subscribed.last()["successful"], true);
 
-    let mut request = session.publish("/cometd", "/service/probe", json!({}));
+    let mut request = session.publish_request("/cometd", "/service/probe", json!({}));
     request
         .headers_mut()
         .insert("x-probe", HeaderValue::from_static("publish"));
@@ -974,7 +845,7 @@ async fn the_context_is_there_in_listeners_and_spawned_tasks_and_absent_elsewher
         seen
     });
     assert_eq!(outside.await.unwrap(), None);
-    let connect = call(service.clone(), session.connect("/cometd/connect")).await;
+    let connect = call(service.clone(), session.connect_request("/cometd/connect")).await;
     assert_eq!(connect.deliveries(), [("/news".to_owned(), json!("extra"))]);
 
     // A server-side disconnect happens outside any request too.
@@ -1022,16 +893,20 @@ async fn request_and_response_bodies_are_generic() {
     // Request bodies: `Full<Bytes>` and `axum::body::Body`, standalone.
     let standalone = BayeuxService::new(bayeux.clone());
     let session = handshake(standalone.clone(), "/handshake").await;
-    let reply = call(standalone.clone(), axum_post("/handshake", HANDSHAKE)).await;
+    let reply = call(
+        standalone.clone(),
+        axum_post("/handshake", &handshake_body()),
+    )
+    .await;
     Session::from_handshake(&reply);
-    let body = session.body(json!({"channel": "/service/echo", "data": "axum"}));
+    let body = session.body(vec![json!({"channel": "/service/echo", "data": "axum"})]);
     let request = Request::post("/")
         .header(header::COOKIE, &session.cookie)
         .body(axum::body::Body::from(body))
         .unwrap();
     let reply = call(standalone.clone(), request).await;
     assert_eq!(reply.last()["successful"], true);
-    let connect = call(standalone.clone(), session.connect("/")).await;
+    let connect = call(standalone.clone(), session.connect_request("/")).await;
     assert_eq!(
         connect.deliveries(),
         [("/service/echo".to_owned(), json!("axum"))]
@@ -1045,8 +920,8 @@ async fn request_and_response_bodies_are_generic() {
     assert_eq!((reply.status, reply.body.len()), (StatusCode::OK, 0));
     let reply = call(boxed.clone(), axum_post("/other", "")).await;
     assert_eq!((reply.status, reply.text()), (StatusCode::OK, "inner"));
-    Session::from_handshake(&call(empty, axum_post("/cometd/handshake", HANDSHAKE)).await);
-    Session::from_handshake(&call(boxed, axum_post("/cometd/handshake", HANDSHAKE)).await);
+    Session::from_handshake(&call(empty, axum_post("/cometd/handshake", &handshake_body())).await);
+    Session::from_handshake(&call(boxed, axum_post("/cometd/handshake", &handshake_body())).await);
 
     // `BayeuxBody::default()` is empty, for middleware that answers on its own.
     let default = BayeuxBody::<axum::body::Body>::default();
@@ -1066,7 +941,7 @@ where
 fn body_fits_axum<B>()
 where
     B: Body<Data = Bytes> + Default + Send + 'static,
-    B::Error: Into<tower_bayeux::BoxError>,
+    B::Error: Into<tower::BoxError>,
 {
 }
 

@@ -14,52 +14,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::{Client, Reply, deliveries, send};
-use http::{Request, StatusCode, header};
-use http_body_util::Full;
+use common::{Client, Transport, deliveries};
 use serde_json::{Value, json};
 use tower_bayeux::Bayeux;
 
 const CLIENTS: usize = 8;
 const MESSAGES: u64 = 60;
 const ROOM: &str = "/room";
-
-/// How the test clients carry their messages.
-#[derive(Clone, Copy, Debug)]
-enum Http {
-    LongPolling,
-    #[cfg(feature = "jsonp")]
-    CallbackPolling,
-}
-
-impl Http {
-    /// Sends `messages` for `client` and returns the reply array.
-    async fn exchange(self, client: &Client, path: &str, messages: Vec<Value>) -> Vec<Value> {
-        match self {
-            Self::LongPolling => client.post(path, messages).await.messages(),
-            #[cfg(feature = "jsonp")]
-            Self::CallbackPolling => {
-                let messages = client.stamp(messages);
-                let encoded: String =
-                    form_urlencoded::byte_serialize(Value::from(messages).to_string().as_bytes())
-                        .collect();
-                let request = Request::get(format!("{path}?jsonp=cb&message={encoded}"))
-                    .header(header::COOKIE, &client.cookie)
-                    .body(Full::new(Bytes::new()))
-                    .unwrap();
-                let reply: Reply = send(&client.bayeux, request).await;
-                assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-                let array = reply
-                    .body
-                    .strip_prefix("/**/cb(")
-                    .and_then(|rest| rest.strip_suffix(");"))
-                    .unwrap_or_else(|| panic!("not a script: {}", reply.body));
-                serde_json::from_str::<Vec<Value>>(array).unwrap()
-            }
-        }
-    }
-}
 
 /// `(publisher, n)` of every delivery on the room, in the order a client processed them.
 type Log = Arc<Mutex<Vec<(u64, u64)>>>;
@@ -87,11 +48,11 @@ fn jitter() -> u64 {
 
 /// Every client publishes `MESSAGES` messages to the room it subscribes to, one request at a
 /// time, while its connect loop runs; returns what each client received, in processing order.
-async fn chat_room(bayeux: &Bayeux, http: Http) -> Vec<Vec<(u64, u64)>> {
+async fn chat_room(bayeux: &Bayeux, transport: Transport) -> Vec<Vec<(u64, u64)>> {
     let total = CLIENTS * MESSAGES as usize;
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        let client = Client::connected(bayeux).await;
+        let client = Client::connected_over(bayeux, transport).await;
         assert_eq!(client.subscribe(ROOM).await["successful"], true);
         clients.push(client);
     }
@@ -103,9 +64,7 @@ async fn chat_room(bayeux: &Bayeux, http: Http) -> Vec<Vec<(u64, u64)>> {
             async move {
                 while log.lock().unwrap().len() < total {
                     let connect = client.connect_message(None);
-                    let reply = http
-                        .exchange(&client, "/cometd/connect", vec![connect])
-                        .await;
+                    let reply = client.exchange("/cometd/connect", vec![connect]).await;
                     record(&log, &reply).await;
                 }
             }
@@ -115,7 +74,7 @@ async fn chat_room(bayeux: &Bayeux, http: Http) -> Vec<Vec<(u64, u64)>> {
             async move {
                 for n in 0..MESSAGES {
                     let publish = json!({"channel": ROOM, "data": {"from": from, "n": n}});
-                    let reply = http.exchange(&client, "/cometd/", vec![publish]).await;
+                    let reply = client.exchange("/cometd/", vec![publish]).await;
                     assert_eq!(reply.last().unwrap()["successful"], true, "{reply:?}");
                     record(&log, &reply).await;
                 }
@@ -157,8 +116,9 @@ fn assert_in_order(received: &[Vec<(u64, u64)>]) {
     }
 }
 
-fn engine() -> Bayeux {
-    Bayeux::builder()
+fn engine(transport: Transport) -> Bayeux {
+    transport
+        .builder()
         .timeout(Duration::from_secs(2))
         .max_sessions_per_browser(None)
         .build()
@@ -166,19 +126,15 @@ fn engine() -> Bayeux {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polling_keeps_per_publisher_order_for_clients_that_publish_too() {
-    let bayeux = engine();
-    assert_in_order(&chat_room(&bayeux, Http::LongPolling).await);
+    let bayeux = engine(Transport::LongPolling);
+    assert_in_order(&chat_room(&bayeux, Transport::LongPolling).await);
 }
 
 #[cfg(feature = "jsonp")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_polling_keeps_per_publisher_order_for_clients_that_publish_too() {
-    let bayeux = Bayeux::builder()
-        .timeout(Duration::from_secs(2))
-        .max_sessions_per_browser(None)
-        .callback_polling(true)
-        .build();
-    assert_in_order(&chat_room(&bayeux, Http::CallbackPolling).await);
+    let bayeux = engine(Transport::CallbackPolling);
+    assert_in_order(&chat_room(&bayeux, Transport::CallbackPolling).await);
 }
 
 /// The same room over websocket: each client's publishes and deliveries share one socket, its
@@ -186,49 +142,27 @@ async fn callback_polling_keeps_per_publisher_order_for_clients_that_publish_too
 #[cfg(feature = "websocket")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_keeps_per_publisher_order_for_clients_that_publish_too() {
+    use common::websocket::Socket;
     use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::WebSocketStream;
     use tokio_tungstenite::tungstenite::Message as Frame;
-    use tokio_tungstenite::tungstenite::protocol::Role;
 
-    let bayeux = engine();
+    let bayeux = engine(Transport::WebSocket);
     let total = CLIENTS * MESSAGES as usize;
     let mut sockets = Vec::new();
     for _ in 0..CLIENTS {
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        let (parts, ()) = Request::get("/cometd").body(()).unwrap().into_parts();
-        let engine = bayeux.clone();
-        tokio::spawn(async move { tower_bayeux::serve_websocket(&engine, server, parts).await });
-        let mut ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
-        let mut call = async |message: Value| {
-            ws.send(Frame::text(json!([message]).to_string()))
-                .await
-                .unwrap();
-            let Some(Ok(Frame::Text(text))) = ws.next().await else {
-                panic!("a reply frame")
-            };
-            serde_json::from_str::<Vec<Value>>(&text).unwrap()
-        };
-        let handshake = call(json!({"channel": "/meta/handshake", "version": "1.0",
-            "supportedConnectionTypes": ["websocket"]}))
-        .await;
-        let id = handshake[0]["clientId"].as_str().unwrap().to_owned();
-        let connect = |timeout: u64| {
-            json!({"channel": "/meta/connect", "clientId": id, "connectionType": "websocket",
-                "advice": {"timeout": timeout}})
-        };
-        call(connect(0)).await;
-        let subscribed =
-            call(json!({"channel": "/meta/subscribe", "clientId": id, "subscription": ROOM})).await;
+        let mut socket = Socket::connected(&bayeux).await;
+        let subscribed = socket
+            .call(json!({"channel": "/meta/subscribe", "subscription": ROOM}))
+            .await;
         assert_eq!(subscribed[0]["successful"], true);
-        ws.send(Frame::text(json!([connect(2000)]).to_string()))
-            .await
-            .unwrap();
-        sockets.push((ws, id));
+        let connect = socket.connect_message(Some(2000));
+        socket.send(vec![connect]).await;
+        sockets.push(socket);
     }
     let mut readers = Vec::new();
-    for (from, (ws, id)) in sockets.into_iter().enumerate() {
-        let (mut sink, mut stream) = ws.split();
+    for (from, socket) in sockets.into_iter().enumerate() {
+        let id = socket.client_id.clone();
+        let (mut sink, mut stream) = socket.ws.split();
         readers.push(tokio::spawn(async move {
             let mut log = Vec::new();
             while log.len() < total {

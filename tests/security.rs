@@ -12,7 +12,7 @@
 //!   `long_polling::a_client_id_without_its_browser_cookie_does_not_reach_the_session`,
 //!   `long_polling::trusted_client_sessions_need_no_cookie_but_refuse_another_browsers`,
 //!   `websocket::a_session_handshaken_over_http_continues_on_a_websocket_without_another_cookie`,
-//!   `jsonp::a_session_runs_entirely_over_callback_polling`;
+//!   `jsonp::scripts_call_the_named_callback_set_the_cookie_and_escape_line_separators`;
 //! - cross-site websocket hijacking: `websocket::websocket_upgrades_from_other_sites_are_refused`;
 //! - JSONP is off unless enabled: `jsonp::callback_polling_is_off_by_default_refused_and_not_advertised`;
 //! - JSONP callback injection: `jsonp::unsafe_callback_names_are_refused`;
@@ -104,7 +104,8 @@ async fn session_ids_are_160_random_bits() {
     for _ in 0..5000 {
         let id = Client::handshaken(&bayeux, Some(&first.cookie))
             .await
-            .client_id;
+            .client_id
+            .clone();
         assert_eq!(id.len(), 40);
         for c in id.chars() {
             nibbles[c.to_digit(16).expect("hex") as usize] += 1;

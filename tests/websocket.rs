@@ -1,5 +1,9 @@
-//! The websocket transport over in-memory streams: hold, push, batching, close, limits,
-//! reconnection, and the upgrade itself.
+//! What only the websocket transport does, over in-memory streams: frames (what goes out
+//! together), close codes, idle and write timeouts, pings, sessions moving between sockets,
+//! the upgrade request as context, upgrade validation and origin checks.
+//!
+//! The scenarios every transport shares (handshake, connect, subscriptions, delivery,
+//! disconnect, expiry, batches) run over websocket in `tests/transports.rs`.
 #![cfg(feature = "websocket")]
 
 mod common;
@@ -7,19 +11,18 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::websocket::Socket;
 use common::{Client, send};
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Value, json};
-use tokio::io::DuplexStream;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tower_bayeux::{Bayeux, RemoveReason, context};
+use tower_bayeux::{Bayeux, context};
 
 fn engine() -> Bayeux {
     Bayeux::builder()
@@ -27,168 +30,6 @@ fn engine() -> Bayeux {
         .max_interval(Duration::from_secs(5))
         .sweep_period(Duration::from_millis(100))
         .build()
-}
-
-struct Socket {
-    ws: WebSocketStream<DuplexStream>,
-    server: JoinHandle<()>,
-    client_id: String,
-    next_id: u64,
-}
-
-impl Socket {
-    /// Opens a connection as the upgrade request `request` would.
-    async fn open_with(bayeux: &Bayeux, request: http::request::Builder, buffer: usize) -> Self {
-        let (client, server) = tokio::io::duplex(buffer);
-        let (parts, ()) = request.body(()).unwrap().into_parts();
-        let bayeux = bayeux.clone();
-        let server =
-            tokio::spawn(
-                async move { tower_bayeux::serve_websocket(&bayeux, server, parts).await },
-            );
-        let ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
-        Self {
-            ws,
-            server,
-            client_id: String::new(),
-            next_id: 1,
-        }
-    }
-
-    async fn open(bayeux: &Bayeux) -> Self {
-        Self::open_with(bayeux, Request::get("/cometd"), 64 * 1024).await
-    }
-
-    /// Opens a connection and handshakes on it.
-    async fn handshaken(bayeux: &Bayeux) -> Self {
-        let mut socket = Self::open(bayeux).await;
-        let reply = socket
-            .call(json!({"channel": "/meta/handshake", "version": "1.0",
-                "supportedConnectionTypes": ["websocket"]}))
-            .await;
-        assert_eq!(reply[0]["successful"], true, "{reply:?}");
-        socket.client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
-        socket
-    }
-
-    async fn connected(bayeux: &Bayeux) -> Self {
-        let mut socket = Self::handshaken(bayeux).await;
-        let reply = socket.call(socket.connect_message(Some(0))).await;
-        assert_eq!(reply[0]["successful"], true);
-        socket
-    }
-
-    fn connect_message(&self, timeout: Option<u64>) -> Value {
-        let mut message = json!({"channel": "/meta/connect", "connectionType": "websocket"});
-        if let Some(timeout) = timeout {
-            message["advice"] = json!({"timeout": timeout});
-        }
-        message
-    }
-
-    /// Sends one frame with these messages (ids and clientId added).
-    async fn send(&mut self, messages: Vec<Value>) {
-        let mut messages = messages;
-        for message in &mut messages {
-            let object = message.as_object_mut().unwrap();
-            object.entry("id").or_insert_with(|| {
-                self.next_id += 1;
-                json!(self.next_id.to_string())
-            });
-            if !self.client_id.is_empty() {
-                object.insert("clientId".into(), json!(self.client_id));
-            }
-        }
-        self.ws
-            .send(Frame::text(Value::from(messages).to_string()))
-            .await
-            .unwrap();
-    }
-
-    /// The next frame's messages.
-    async fn recv(&mut self) -> Vec<Value> {
-        loop {
-            match self.ws.next().await {
-                Some(Ok(Frame::Text(text))) => {
-                    let value: Value = serde_json::from_str(&text).unwrap();
-                    let messages = value.as_array().unwrap().clone();
-                    assert!(!messages.is_empty(), "never an empty array");
-                    return messages;
-                }
-                Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => {}
-                other => panic!("expected a text frame, got {other:?}"),
-            }
-        }
-    }
-
-    /// Sends one message and returns the next frame.
-    async fn call(&mut self, message: Value) -> Vec<Value> {
-        self.send(vec![message]).await;
-        self.recv().await
-    }
-
-    /// Reads until the server closes, returning its close code.
-    async fn closed(&mut self) -> Option<CloseCode> {
-        loop {
-            match self.ws.next().await {
-                Some(Ok(Frame::Close(frame))) => return frame.map(|f| f.code),
-                Some(Ok(_)) => {}
-                None | Some(Err(_)) => return None,
-            }
-        }
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_handshake_over_websocket_needs_no_cookie_and_lists_the_transports() {
-    let bayeux = engine();
-    let socket = Socket::handshaken(&bayeux).await;
-    assert_eq!(socket.client_id.len(), 40);
-    assert!(bayeux.session(&socket.client_id).is_some());
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_connect_is_held_on_the_socket_and_answered_at_the_timeout() {
-    let bayeux = engine();
-    let mut socket = Socket::handshaken(&bayeux).await;
-    let start = Instant::now();
-    let first = socket.call(socket.connect_message(None)).await;
-    assert_eq!(
-        start.elapsed(),
-        Duration::ZERO,
-        "the first connect returns at once"
-    );
-    assert_eq!(first[0]["advice"]["reconnect"], "retry");
-    let start = Instant::now();
-    let held = socket.call(socket.connect_message(None)).await;
-    assert_eq!(start.elapsed(), Duration::from_secs(10));
-    assert_eq!(held.len(), 1);
-    assert_eq!(held[0]["channel"], "/meta/connect");
-    assert_eq!(held[0]["successful"], true);
-}
-
-#[tokio::test(start_paused = true)]
-async fn deliveries_are_pushed_at_once_while_the_connect_stays_held() {
-    let bayeux = engine();
-    let mut socket = Socket::connected(&bayeux).await;
-    let reply = socket
-        .call(json!({"channel": "/meta/subscribe", "subscription": "/chat"}))
-        .await;
-    assert_eq!(reply[0]["successful"], true);
-    let connect = socket.connect_message(None);
-    socket.send(vec![connect]).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let publisher = Client::connected(&bayeux).await;
-    let start = Instant::now();
-    publisher.publish("/chat", json!("hi")).await;
-    let pushed = socket.recv().await;
-    assert_eq!(start.elapsed(), Duration::ZERO);
-    assert_eq!(pushed, vec![json!({"channel": "/chat", "data": "hi"})]);
-    // The connect is still held, answered at its timeout.
-    let reply = socket.recv().await;
-    assert_eq!(reply[0]["channel"], "/meta/connect");
-    assert_eq!(start.elapsed(), Duration::from_secs(9));
 }
 
 #[tokio::test(start_paused = true)]
@@ -219,36 +60,43 @@ async fn a_publish_gets_its_own_copy_and_its_reply_in_one_frame() {
     assert!(reply[1].get("data").is_none());
 }
 
+/// While a listener runs, the frames the client sends meanwhile wait for it: its messages keep
+/// their order. (That deliveries are pushed meanwhile is a scenario of `tests/transports.rs`.)
 #[tokio::test(start_paused = true)]
-async fn a_closed_socket_starts_the_session_expiry() {
+async fn frames_sent_while_a_slow_listener_runs_are_answered_after_it_in_order() {
     let bayeux = engine();
-    let mut socket = Socket::connected(&bayeux).await;
-    let connect = socket.connect_message(None);
-    socket.send(vec![connect]).await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    assert!(
-        bayeux.session(&socket.client_id).is_some(),
-        "a held connect keeps it alive"
-    );
-    let session = bayeux.session(&socket.client_id).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let tx = std::sync::Mutex::new(Some(tx));
-    session.on_removed(move |_, reason| {
-        if let Some(tx) = tx.lock().unwrap().take() {
-            let _ = tx.send((reason, Instant::now()));
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    bayeux.channel("/service/slow").add_listener({
+        let gate = gate.clone();
+        move |event| {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                event.proceed()
+            }
         }
-        async {}
     });
-    let closed_at = Instant::now();
-    socket.ws.close(None).await.unwrap();
-    socket.server.await.unwrap();
-    let (reason, at) = rx.await.unwrap();
-    assert_eq!(reason, RemoveReason::Timeout);
-    let lived = at - closed_at;
+    let mut socket = Socket::connected(&bayeux).await;
+    socket
+        .send(vec![
+            json!({"id": "slow", "channel": "/service/slow", "data": 1}),
+        ])
+        .await;
+    socket
+        .send(vec![
+            json!({"id": "after", "channel": "/meta/subscribe", "subscription": "/b"}),
+        ])
+        .await;
+    let early = tokio::time::timeout(Duration::from_secs(1), socket.recv()).await;
     assert!(
-        lived >= Duration::from_secs(5) && lived <= Duration::from_millis(5200),
-        "{lived:?}"
+        early.is_err(),
+        "answered before the listener ended: {early:?}"
     );
+    gate.notify_one();
+    let reply = socket.recv().await;
+    assert_eq!(reply[0]["id"], "slow");
+    assert_eq!(reply[0]["successful"], true);
+    assert_eq!(socket.recv().await[0]["id"], "after");
 }
 
 #[tokio::test(start_paused = true)]
@@ -303,6 +151,58 @@ async fn a_session_handshaken_over_http_continues_on_a_websocket_without_another
     owner.client_id = http.client_id.clone();
     let reply = owner.call(owner.connect_message(Some(0))).await;
     assert_eq!(reply[0]["successful"], true);
+}
+
+#[tokio::test(start_paused = true)]
+async fn acknowledged_messages_ride_connect_replies_and_survive_a_new_socket() {
+    let bayeux = Bayeux::builder()
+        .timeout(Duration::from_secs(10))
+        .max_interval(Duration::from_secs(5))
+        .extension(tower_bayeux::ext::AckExtension::new())
+        .build();
+    let mut socket = Socket::open(&bayeux).await;
+    let reply = socket.handshake(json!({"ext": {"ack": true}})).await;
+    assert_eq!(reply[0]["ext"]["ack"], true);
+    socket
+        .call(json!({"channel": "/meta/subscribe", "subscription": "/acked"}))
+        .await;
+    let connect = |ack: i64, timeout: Option<u64>| {
+        let mut message = json!({"channel": "/meta/connect", "connectionType": "websocket",
+            "ext": {"ack": ack}});
+        if let Some(timeout) = timeout {
+            message["advice"] = json!({"timeout": timeout});
+        }
+        message
+    };
+    assert_eq!(socket.call(connect(0, Some(0))).await[0]["ext"]["ack"], 1);
+
+    // Held connect: a publish wakes it (no push), the reply carries the message and batch 2.
+    socket.send(vec![connect(1, None)]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bayeux.publish("/acked", json!("one")).await.unwrap();
+    let reply = socket.recv().await;
+    assert_eq!(reply[0], json!({"channel": "/acked", "data": "one"}));
+    assert_eq!(reply[1]["ext"]["ack"], 2);
+
+    // The socket dies before the client could acknowledge batch 2.
+    let client_id = socket.client_id.clone();
+    drop(socket.ws);
+    socket.server.await.unwrap();
+    bayeux.publish("/acked", json!("two")).await.unwrap();
+
+    let mut again = Socket::open(&bayeux).await;
+    again.client_id = client_id;
+    let reply = again.call(connect(1, None)).await;
+    let data: Vec<Value> = reply
+        .iter()
+        .filter_map(|m| m.get("data").cloned())
+        .collect();
+    assert_eq!(
+        data,
+        [json!("one"), json!("two")],
+        "resent in order: {reply:?}"
+    );
+    assert_eq!(reply.last().unwrap()["ext"]["ack"], 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -372,15 +272,7 @@ async fn a_peer_that_stops_reading_is_disconnected_after_the_write_timeout() {
         .build();
     // A tiny pipe: the server's writes block as soon as the client stops reading.
     let mut socket = Socket::open_with(&bayeux, Request::get("/cometd"), 256).await;
-    socket
-        .send(vec![
-            json!({"channel": "/meta/handshake", "version": "1.0"}),
-        ])
-        .await;
-    socket.client_id = socket.recv().await[0]["clientId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    socket.handshake(json!({})).await;
     socket
         .call(json!({"channel": "/meta/subscribe", "subscription": "/flood"}))
         .await;
@@ -407,28 +299,24 @@ async fn a_peer_that_stops_reading_is_disconnected_after_the_write_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_server_side_disconnect_reaches_the_socket() {
+async fn shutdown_answers_the_held_connect_then_closes_the_socket() {
     let bayeux = engine();
     let mut socket = Socket::connected(&bayeux).await;
+    socket
+        .call(json!({"channel": "/meta/subscribe", "subscription": "/news"}))
+        .await;
     let connect = socket.connect_message(None);
     socket.send(vec![connect]).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    bayeux
-        .session(&socket.client_id)
-        .unwrap()
-        .disconnect()
-        .await;
-    let mut messages = socket.recv().await;
-    if messages.len() == 1 {
-        messages.extend(socket.recv().await);
-    }
-    let disconnect = messages.iter().find(|m| m["channel"] == "/meta/disconnect");
-    assert_eq!(disconnect.unwrap()["successful"], true);
-    let connect = messages
+    bayeux.shutdown().await;
+    let reply = socket.recv().await;
+    let connect = reply
         .iter()
         .find(|m| m["channel"] == "/meta/connect")
         .unwrap();
-    assert_eq!(connect["advice"]["reconnect"], "none");
+    assert_eq!(connect["advice"]["reconnect"], "retry", "{reply:?}");
+    assert_eq!(socket.closed().await, Some(CloseCode::Away));
+    socket.server.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -455,10 +343,7 @@ async fn listeners_see_the_upgrade_request_and_no_response() {
         });
     let request = Request::get("/cometd").header(header::USER_AGENT, "ws-test");
     let mut socket = Socket::open_with(&bayeux, request, 64 * 1024).await;
-    let reply = socket
-        .call(json!({"channel": "/meta/handshake", "version": "1.0"}))
-        .await;
-    socket.client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
+    socket.handshake(json!({})).await;
     let reply = socket
         .call(json!({"channel": "/service/who", "data": {}}))
         .await;
@@ -466,6 +351,21 @@ async fn listeners_see_the_upgrade_request_and_no_response() {
         reply[0]["data"],
         json!({"agent": "ws-test", "has_response": false, "editable": false})
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_connects_reply_sees_the_upgrade_request_as_context() {
+    let bayeux = Bayeux::builder()
+        .timeout(Duration::from_secs(10))
+        .extension(common::ContextProbe)
+        .build();
+    let request = Request::get("/cometd").header("x-probe", "upgrade");
+    let mut socket = Socket::open_with(&bayeux, request, 64 * 1024).await;
+    socket.handshake(json!({})).await;
+    let first = socket.call(socket.connect_message(Some(0))).await;
+    assert_eq!(first[0]["ext"]["probe"], "upgrade");
+    let held = socket.call(socket.connect_message(None)).await;
+    assert_eq!(held[0]["ext"]["probe"], "upgrade", "{held:?}");
 }
 
 fn upgrade_request() -> http::request::Builder {
@@ -537,198 +437,6 @@ async fn a_disabled_websocket_transport_is_refused_and_not_advertised() {
     );
 }
 
-#[tokio::test]
-async fn a_real_server_upgrades_at_the_bayeux_path() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let bayeux = engine();
-    let app = axum::Router::new()
-        .fallback(|| async { "inner" })
-        .layer(tower_bayeux::BayeuxLayer::new(bayeux.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "GET /cometd HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8];
-        tcp.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(
-        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
-        "{head}"
-    );
-
-    let mut ws = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
-    ws.send(Frame::text(
-        r#"[{"id":"1","channel":"/meta/handshake","version":"1.0"}]"#,
-    ))
-    .await
-    .unwrap();
-    let Some(Ok(Frame::Text(reply))) = ws.next().await else {
-        panic!("no reply");
-    };
-    let reply: Value = serde_json::from_str(&reply).unwrap();
-    assert_eq!(reply[0]["successful"], true);
-    assert_eq!(reply[0]["id"], "1");
-    assert_eq!(bayeux.session_count(), 1);
-}
-
-#[tokio::test(start_paused = true)]
-async fn acknowledged_messages_ride_connect_replies_and_survive_a_new_socket() {
-    let bayeux = Bayeux::builder()
-        .timeout(Duration::from_secs(10))
-        .max_interval(Duration::from_secs(5))
-        .extension(tower_bayeux::ext::AckExtension::new())
-        .build();
-    let mut socket = Socket::open(&bayeux).await;
-    let reply = socket
-        .call(json!({"channel": "/meta/handshake", "version": "1.0", "ext": {"ack": true}}))
-        .await;
-    assert_eq!(reply[0]["ext"]["ack"], true);
-    socket.client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
-    socket
-        .call(json!({"channel": "/meta/subscribe", "subscription": "/acked"}))
-        .await;
-    let connect = |ack: i64, timeout: Option<u64>| {
-        let mut message = json!({"channel": "/meta/connect", "connectionType": "websocket",
-            "ext": {"ack": ack}});
-        if let Some(timeout) = timeout {
-            message["advice"] = json!({"timeout": timeout});
-        }
-        message
-    };
-    assert_eq!(socket.call(connect(0, Some(0))).await[0]["ext"]["ack"], 1);
-
-    // Held connect: a publish wakes it (no push), the reply carries the message and batch 2.
-    socket.send(vec![connect(1, None)]).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    bayeux.publish("/acked", json!("one")).await.unwrap();
-    let reply = socket.recv().await;
-    assert_eq!(reply[0], json!({"channel": "/acked", "data": "one"}));
-    assert_eq!(reply[1]["ext"]["ack"], 2);
-
-    // The socket dies before the client could acknowledge batch 2.
-    let client_id = socket.client_id.clone();
-    drop(socket.ws);
-    socket.server.await.unwrap();
-    bayeux.publish("/acked", json!("two")).await.unwrap();
-
-    let mut again = Socket::open(&bayeux).await;
-    again.client_id = client_id;
-    let reply = again.call(connect(1, None)).await;
-    let data: Vec<Value> = reply
-        .iter()
-        .filter_map(|m| m.get("data").cloned())
-        .collect();
-    assert_eq!(
-        data,
-        [json!("one"), json!("two")],
-        "resent in order: {reply:?}"
-    );
-    assert_eq!(reply.last().unwrap()["ext"]["ack"], 3);
-}
-
-#[tokio::test(start_paused = true)]
-async fn shutdown_answers_the_held_connect_then_closes_the_socket() {
-    let bayeux = engine();
-    let mut socket = Socket::connected(&bayeux).await;
-    socket
-        .call(json!({"channel": "/meta/subscribe", "subscription": "/news"}))
-        .await;
-    let connect = socket.connect_message(None);
-    socket.send(vec![connect]).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    bayeux.shutdown().await;
-    let reply = socket.recv().await;
-    let connect = reply
-        .iter()
-        .find(|m| m["channel"] == "/meta/connect")
-        .unwrap();
-    assert_eq!(connect["advice"]["reconnect"], "retry", "{reply:?}");
-    assert_eq!(socket.closed().await, Some(CloseCode::Away));
-    socket.server.await.unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_remote_call_answer_and_its_reply_are_both_recognisable() {
-    let bayeux = engine();
-    bayeux
-        .channel("/service/call")
-        .add_listener(|mut event| async move {
-            event.reply_mut().data = Some(json!({"echo": event.data().clone()}));
-            event.proceed()
-        });
-    let mut socket = Socket::connected(&bayeux).await;
-    let reply = socket
-        .call(json!({"id": "42", "channel": "/service/call", "data": "ping"}))
-        .await;
-    // The answer first (a message with data and the call's id completes the client's
-    // remoteCall), then the reply without data (which the websocket client matches by id).
-    assert_eq!(
-        reply,
-        vec![
-            json!({"id": "42", "channel": "/service/call", "successful": true, "data": {"echo": "ping"}}),
-            json!({"id": "42", "channel": "/service/call", "successful": true}),
-        ]
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_slow_service_listener_does_not_hold_back_pushes_on_its_socket() {
-    let bayeux = engine();
-    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
-    bayeux.channel("/service/slow").add_listener({
-        let gate = gate.clone();
-        move |event| {
-            let gate = gate.clone();
-            async move {
-                gate.notified().await;
-                event.proceed()
-            }
-        }
-    });
-    let mut socket = Socket::connected(&bayeux).await;
-    socket
-        .call(json!({"channel": "/meta/subscribe", "subscription": "/news"}))
-        .await;
-    let connect = socket.connect_message(None);
-    socket.send(vec![connect]).await;
-    socket
-        .send(vec![
-            json!({"id": "slow", "channel": "/service/slow", "data": 1}),
-        ])
-        .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let start = Instant::now();
-    bayeux.publish("/news", json!("now")).await.unwrap();
-    let pushed = tokio::time::timeout(Duration::from_secs(5), socket.recv())
-        .await
-        .expect("pushed while the listener runs");
-    assert_eq!(pushed, vec![json!({"channel": "/news", "data": "now"})]);
-    assert_eq!(start.elapsed(), Duration::ZERO, "pushed at once");
-    // Frames sent meanwhile wait for the slow one: the client's messages keep their order.
-    socket
-        .send(vec![
-            json!({"id": "after", "channel": "/meta/subscribe", "subscription": "/b"}),
-        ])
-        .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    gate.notify_one();
-    let reply = socket.recv().await;
-    assert_eq!(reply[0]["id"], "slow");
-    assert_eq!(reply[0]["successful"], true);
-    assert_eq!(socket.recv().await[0]["id"], "after");
-}
-
 /// Sends a websocket upgrade for `/cometd` with these extra header lines over a new TCP
 /// connection to `addr`; returns the response head (lowercase) and the stream.
 async fn raw_upgrade(addr: std::net::SocketAddr, extra: &str) -> (String, tokio::net::TcpStream) {
@@ -759,8 +467,8 @@ async fn serve(bayeux: &Bayeux) -> std::net::SocketAddr {
     addr
 }
 
-/// Handshakes over an upgraded connection; returns whether it succeeded.
-async fn handshakes(tcp: tokio::net::TcpStream) -> bool {
+/// Handshakes over an upgraded connection; returns the reply, if one came.
+async fn handshake_over(tcp: tokio::net::TcpStream) -> Option<Value> {
     let mut ws = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
     ws.send(Frame::text(
         r#"[{"id":"1","channel":"/meta/handshake","version":"1.0"}]"#,
@@ -768,10 +476,32 @@ async fn handshakes(tcp: tokio::net::TcpStream) -> bool {
     .await
     .unwrap();
     let Some(Ok(Frame::Text(reply))) = ws.next().await else {
-        return false;
+        return None;
     };
-    let reply: Value = serde_json::from_str(&reply).unwrap();
-    reply[0]["successful"] == true
+    Some(serde_json::from_str(&reply).unwrap())
+}
+
+/// Whether a handshake over an upgraded connection succeeds.
+async fn handshakes(tcp: tokio::net::TcpStream) -> bool {
+    handshake_over(tcp)
+        .await
+        .is_some_and(|reply| reply[0]["successful"] == true)
+}
+
+#[tokio::test]
+async fn a_real_server_upgrades_at_the_bayeux_path() {
+    let bayeux = engine();
+    let addr = serve(&bayeux).await;
+    let (head, tcp) = raw_upgrade(addr, "").await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    let reply = handshake_over(tcp).await.expect("a handshake reply");
+    assert_eq!(reply[0]["successful"], true);
+    assert_eq!(reply[0]["id"], "1");
+    assert_eq!(bayeux.session_count(), 1);
 }
 
 #[tokio::test]
@@ -812,22 +542,4 @@ async fn the_origin_check_can_be_turned_off() {
     let (head, tcp) = raw_upgrade(addr, "Origin: http://evil.test\r\n").await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(handshakes(tcp).await);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_held_connects_reply_sees_the_upgrade_request_as_context() {
-    let bayeux = Bayeux::builder()
-        .timeout(Duration::from_secs(10))
-        .extension(common::ContextProbe)
-        .build();
-    let request = Request::get("/cometd").header("x-probe", "upgrade");
-    let mut socket = Socket::open_with(&bayeux, request, 64 * 1024).await;
-    let reply = socket
-        .call(json!({"channel": "/meta/handshake", "version": "1.0"}))
-        .await;
-    socket.client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
-    let first = socket.call(socket.connect_message(Some(0))).await;
-    assert_eq!(first[0]["ext"]["probe"], "upgrade");
-    let held = socket.call(socket.connect_message(None)).await;
-    assert_eq!(held[0]["ext"]["probe"], "upgrade", "{held:?}");
 }
