@@ -37,12 +37,13 @@ fi
 echo "=== building $rev and the working tree (release)"
 cargo build --release --quiet --manifest-path "$before_dir/Cargo.toml" --example conformance \
     --target-dir "$out/before-target"
-cargo build --release --quiet --example conformance --example load
+cargo build --release --quiet --example conformance
+cargo build --release --quiet -p tower-bayeux-load
 declare -A server=(
     [before]="$out/before-target/release/examples/conformance"
     [after]="$root/target/release/examples/conformance"
 )
-load=$root/target/release/examples/load
+load=$root/target/release/load
 # Each build without the timestamp extension when it has the flag (the conformance server runs
 # it for the interop tests; the load comparisons measure without it).
 declare -A extra=()

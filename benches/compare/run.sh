@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side load comparison on this machine, in one run: tower-bayeux (the `conformance`
 # example, release build), cometd-nodejs-server and Faye (from npm, pinned in package-lock.json),
-# driven by the same generator (`examples/load`), one server at a time.
+# driven by the same generator (`benches/load`), one server at a time.
 #
 #   bash benches/compare/run.sh            # writes benches/results/comparison.md
 #   DURATION=30 bash benches/compare/run.sh
@@ -82,8 +82,9 @@ fi
 say "npm ci (peers)"
 (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 say "cargo build --release (conformance, load)"
-cargo build --release --example conformance --example load
-LOAD="$root/target/release/examples/load"
+cargo build --release --example conformance
+cargo build --release -p tower-bayeux-load
+LOAD="$root/target/release/load"
 OURS="$root/target/release/examples/conformance"
 
 # The HTTP baseline: a bare hyper 1 hello-world, built from the project's own lock file.

@@ -44,8 +44,9 @@ max_interval_ms=${max_interval_ms:-3000}
 mkdir -p "$(dirname "$OUT")" "$root/target/compare"
 log="$root/target/compare/soak-$SESSIONS-$TRANSPORT.log"
 
-cargo build --release --example conformance --example load
-taskset -c 1 "$root/target/release/examples/load" \
+cargo build --release --example conformance
+cargo build --release -p tower-bayeux-load
+taskset -c 1 "$root/target/release/load" \
     --spawn "taskset -c 0 $root/target/release/examples/conformance --addr 127.0.0.1:$PORT --no-timestamp $SERVER_ARGS" \
     --url "http://127.0.0.1:$PORT/cometd" --transport "$TRANSPORT" --mode soak \
     --clients "$SESSIONS" --rooms "$ROOMS" --publishers "$PUBLISHERS" --rate "$RATE" \
