@@ -32,8 +32,11 @@ rev=$(git rev-parse --short "$BEFORE")
 if [ ! -d "$before_dir" ]; then
     git worktree add --detach "$before_dir" "$BEFORE" >/dev/null
 else
-    git -C "$before_dir" checkout -q --detach "$BEFORE"
+    git -C "$before_dir" checkout -q -f --detach "$BEFORE"
 fi
+# The checkout lies inside this workspace's directory: a revision that is not a workspace root
+# of its own is made one, or cargo takes it for a stray member of this one.
+grep -q '^\[workspace\]' "$before_dir/Cargo.toml" || printf '\n[workspace]\n' >>"$before_dir/Cargo.toml"
 echo "=== building $rev and the working tree (release)"
 cargo build --release --quiet --manifest-path "$before_dir/Cargo.toml" --example conformance \
     --target-dir "$out/before-target"

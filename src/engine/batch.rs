@@ -1,7 +1,7 @@
 //! The message pipeline: what the engine does with a batch of client messages.
 //!
 //! Transports call [`Engine::process_batch`] with the messages of one request and a [`Link`]
-//! describing the link, and write out the [`BatchOutcome`]: queued deliveries first,
+//! describing the connection, and write out the [`BatchOutcome`]: queued deliveries first,
 //! then the replies in request order. A lone `/meta/connect` may instead come back as a
 //! [`HeldConnect`] that the transport awaits.
 
@@ -29,7 +29,7 @@ pub(crate) enum Carrier {
         /// Whether a request without a browser id may continue a session by its clientId.
         trust_client_session: bool,
     },
-    /// One link that keeps its order (websocket): it cannot be handed a browser id, and
+    /// One connection that keeps its order (websocket): it cannot be handed a browser id, and
     /// without one it may continue a session by its clientId.
     Stream,
 }
@@ -42,7 +42,7 @@ impl Carrier {
     }
 }
 
-/// What the engine needs to know about the link a batch arrived on.
+/// What the engine needs to know about the connection a batch arrived on.
 #[derive(Clone, Debug)]
 pub(crate) struct Link {
     /// The browser id the request carried (the transport's browser cookie), if any.
@@ -210,12 +210,12 @@ impl Engine {
     /// `/meta/connect`. Over HTTP a session's replies travel on several connections and its
     /// client processes them as they complete, so unless the user chose otherwise its queue
     /// leaves only through connect replies, one at a time, and keeps its order. A websocket's
-    /// replies share one link, in order.
+    /// replies share one connection, in order.
     fn delivers_on_any_reply(&self, link: &Link) -> bool {
         link.carrier == Carrier::Stream || !self.inner.config.meta_connect_delivery_only
     }
 
-    /// The live session `id`, if the link may use it. A request carrying a browser cookie
+    /// The live session `id`, if the connection may use it. A request carrying a browser cookie
     /// reaches only the sessions created with that cookie (or without one). A request without
     /// the cookie reaches a cookie-bound session only over websocket (clients such as Faye's
     /// handshake over HTTP, then upgrade without the cookie) or when the user trusts client

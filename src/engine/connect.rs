@@ -73,7 +73,7 @@ impl HeldConnect {
         let mut reply = self.engine.finish_connect(&self.session, reply);
         let queued = self.session.drain_into_connect_reply(&mut reply);
         // The reply's extensions see the connect's request, as on any other reply. Only this
-        // part is scoped: the wait above is polled at every wake-up of a websocket link.
+        // part is scoped: the wait above is polled at every wake-up of a websocket connection.
         let kept = RequestContext::scope_optional(
             self.context.take(),
             self.engine

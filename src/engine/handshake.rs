@@ -49,7 +49,7 @@ impl Engine {
 
         // HTTP sessions are bound to the browser cookie, issued now if the request had none. A
         // websocket cannot receive a cookie after its upgrade: without one, its session is
-        // bound to the link and found again by clientId alone.
+        // bound to the connection and found again by clientId alone.
         let (browser, new_browser) = match (&link.browser, link.carrier) {
             (Some(browser), _) => (Some(browser.clone()), None),
             (None, Carrier::Stream) => (None, None),
