@@ -86,6 +86,37 @@ impl Bayeux {
         self.engine.session(id)
     }
 
+    /// Delivers `data` on `channel` to the session `client_id` only, on whichever node holds
+    /// it: on this node as [`ServerSession::deliver`] does; with several nodes (a
+    /// [`RedisBroker`](crate::RedisBroker)), through the broker to the node whose id begins
+    /// the clientId, where the session's outgoing extensions see it.
+    ///
+    /// Fails with [`Error::SessionUnknown`] when no live session has this id here and no other
+    /// node can hold it, and with [`Error::NodeUnreachable`] when the node that held it is gone
+    /// (or the broker is down). A message that reached a live node is not confirmed further: if
+    /// that node no longer holds the session, it is dropped there.
+    pub async fn deliver(
+        &self,
+        client_id: &str,
+        channel: impl IntoChannelName,
+        data: Value,
+    ) -> Result<(), Error> {
+        let channel = channel.into_channel_name()?;
+        if let Some(session) = self.session(client_id) {
+            return session.deliver(channel, data).await;
+        }
+        let message = crate::Message::with_data(channel.as_str(), data);
+        match self
+            .engine
+            .inner
+            .broker
+            .deliver(client_id, bytes::Bytes::from(message.to_json()))
+        {
+            Some(delivery) => delivery.await,
+            None => Err(Error::SessionUnknown(client_id.to_owned())),
+        }
+    }
+
     /// Every live session.
     pub fn sessions(&self) -> Vec<ServerSession> {
         self.engine.sessions()

@@ -317,6 +317,18 @@ impl BayeuxBuilder {
         self
     }
 
+    /// Connects this node to the other nodes of one Bayeux space through Redis: broadcasts
+    /// published on any node reach the subscribers of every node, and
+    /// [`Bayeux::deliver`](crate::Bayeux::deliver) reaches a session on any node. See
+    /// [`RedisBroker`] and the README's "Running several nodes".
+    ///
+    /// Default: none (a single node).
+    #[cfg(feature = "redis")]
+    pub fn broker(mut self, broker: crate::RedisBroker) -> Self {
+        self.engine.broker = Some(broker.into_broker());
+        self
+    }
+
     /// Whether clients may use the `websocket` transport (an upgrade at the Bayeux path). When
     /// off, upgrades are refused and clients fall back to long-polling.
     ///

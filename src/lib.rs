@@ -95,17 +95,21 @@ mod engine;
 pub mod ext;
 mod layer;
 pub mod protocol;
+#[cfg(feature = "redis")]
+mod redis;
 mod transport;
 
 pub use bayeux::Bayeux;
 pub use builder::BayeuxBuilder;
 pub use engine::{
-    ChannelLiteral, Error, Extension, IntoChannelName, ListenerId, MessageEvent, QueueFullPolicy,
-    RemoveReason, SecurityPolicy, ServerChannel, ServerEvent, ServerSession, SessionAttributes,
-    SessionExtension, Stats, Verdict,
+    BrokerStats, ChannelLiteral, Error, Extension, IntoChannelName, ListenerId, MessageEvent,
+    QueueFullPolicy, RemoveReason, SecurityPolicy, ServerChannel, ServerEvent, ServerSession,
+    SessionAttributes, SessionExtension, Stats, Verdict,
 };
 pub use layer::{BayeuxBody, BayeuxLayer, BayeuxService, NotFound, ResponseFuture};
 pub use protocol::{ChannelName, ErrorCode, Message};
+#[cfg(feature = "redis")]
+pub use redis::RedisBroker;
 pub use transport::SameSite;
 #[cfg(feature = "websocket")]
 pub use transport::websocket::serve_websocket;

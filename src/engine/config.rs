@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::broker::Broker;
 use super::extension::ErasedExtension;
 use super::policy::ErasedPolicy;
 use super::queue::{QueueFullPolicy, QueueLimits};
@@ -25,6 +26,8 @@ pub(crate) struct Config {
     pub(crate) meta_connect_delivery_only: bool,
     pub(crate) policy: Option<Arc<dyn ErasedPolicy>>,
     pub(crate) extensions: Vec<Arc<dyn ErasedExtension>>,
+    /// `None`: a single node.
+    pub(crate) broker: Option<Arc<dyn Broker>>,
     /// The connection types the transports offer, for the handshake reply.
     pub(crate) connection_types: Vec<&'static str>,
 }
@@ -51,6 +54,7 @@ impl Default for Config {
             meta_connect_delivery_only: true,
             policy: None,
             extensions: Vec::new(),
+            broker: None,
             connection_types: vec!["long-polling"],
         }
     }

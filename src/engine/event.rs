@@ -76,6 +76,16 @@ pub enum ServerEvent {
     ChannelAdded(ChannelName),
     /// An unused channel (no subscribers, no listeners) was swept away.
     ChannelRemoved(ChannelName),
+    /// The broker connecting this node to the others (a [`RedisBroker`](crate::RedisBroker))
+    /// is connected: at start, or again after losing its connection (`reconnected`), in which
+    /// case broadcasts other nodes published meanwhile were missed here.
+    BrokerConnected {
+        /// Whether this follows a lost connection.
+        reconnected: bool,
+    },
+    /// The broker lost its connection: until it is back, broadcasts from other nodes do not
+    /// reach this node (its own clients are served as usual).
+    BrokerDisconnected,
     /// `session`'s queue is full: its client does not keep up. Told once per episode (until the
     /// client catches up); `policy` says what the engine does about it.
     QueueFull {

@@ -68,7 +68,7 @@ impl Engine {
             return (None, Some(reply), None);
         }
         let session = ServerSession::new(
-            random_id(),
+            self.inner.new_session_id(),
             browser.clone(),
             Arc::downgrade(&self.inner),
             self.inner.config.queue,
@@ -96,7 +96,7 @@ impl Engine {
         let refused = match refused {
             Some(refused) => Some(refused),
             None => {
-                self.ensure_sweeper();
+                self.ensure_started();
                 session.0.state.lock().expire_at = Some(self.inner.expiry_from(Instant::now()));
                 self.inner.register(&session).err().map(|error| {
                     // Full: try again once sessions had time to expire.

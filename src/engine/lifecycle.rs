@@ -2,8 +2,8 @@
 //! off every hot path) and graceful shutdown.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Weak;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
 
 use futures_util::FutureExt;
 use tokio::time::Instant;
@@ -12,14 +12,10 @@ use super::event::{RemoveReason, ServerEvent};
 use super::{Engine, Inner, ServerSession, queue, session};
 
 impl Engine {
-    /// Starts the sweeper task if it is not running; needs a tokio runtime.
-    pub(crate) fn ensure_sweeper(&self) {
-        if self.inner.sweeper_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(&self.inner);
-        let period = self.inner.config.sweep_period;
-        tokio::spawn(sweep_loop(weak, period));
+    /// Starts the sweeper and the broker's background work if they are not running; needs a
+    /// tokio runtime.
+    pub(crate) fn ensure_started(&self) {
+        self.inner.ensure_started();
     }
 
     /// See [`Bayeux::shutdown`](crate::Bayeux::shutdown).
@@ -53,6 +49,15 @@ async fn sweep_loop(engine: Weak<Inner>, period: std::time::Duration) {
 }
 
 impl Inner {
+    /// See [`Engine::ensure_started`].
+    pub(crate) fn ensure_started(&self) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(sweep_loop(self.me.clone(), self.config.sweep_period));
+        self.broker.start(self.me.clone());
+    }
+
     /// Follows up on queueing a delivery: a full queue is reported to listeners, and under the
     /// disconnect policy its session removed. Returns whether the delivery was queued.
     pub(crate) fn queued(&self, session: &ServerSession, push: Option<queue::Push>) -> bool {
@@ -133,8 +138,11 @@ impl Inner {
         {
             let mut channels = self.channels.write();
             for name in &subscriptions {
-                if let Some(entry) = channels.get_mut(name) {
-                    entry.subscribers.remove(&session.0.id);
+                if let Some(entry) = channels.get_mut(name)
+                    && entry.subscribers.remove(&session.0.id).is_some()
+                    && entry.subscribers.is_empty()
+                {
+                    self.broker.interest(name, false);
                 }
             }
         }

@@ -22,8 +22,8 @@ mod subscription;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
 use tokio::time::Instant;
@@ -43,6 +43,10 @@ pub use session::ServerSession;
 #[cfg(feature = "websocket")]
 pub(crate) use batch::{BatchError, BatchOutcome};
 pub(crate) use batch::{Carrier, Link};
+#[cfg(feature = "redis")]
+pub(crate) use broker::Broadcast;
+pub(crate) use broker::Broker;
+pub use broker::BrokerStats;
 pub(crate) use channel::ChannelTable;
 pub(crate) use config::Config;
 pub(crate) use connect::ConnectEnd;
@@ -66,6 +70,18 @@ pub enum Error {
     /// The session has been removed.
     #[error("session {0} has been removed")]
     SessionRemoved(String),
+    /// No live session has this id on this node, and no other node can hold it.
+    #[error("no live session {0}")]
+    SessionUnknown(String),
+    /// The node that holds the session (the one whose id begins its clientId) cannot be
+    /// reached: it is gone, or the broker is down.
+    #[error("the node holding session {client_id} cannot be reached: {reason}")]
+    NodeUnreachable {
+        /// The session's id.
+        client_id: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// An extension dropped the message.
     #[error("an extension dropped the message")]
     MessageDeleted,
@@ -153,7 +169,6 @@ pub(crate) struct Inner {
     pub(crate) channels: RwLock<ChannelTable>,
     browsers: browsers::Browsers,
     event_listeners: RwLock<Arc<Vec<(ListenerId, EventListener)>>>,
-    sweeper_started: AtomicBool,
     /// Set by [`Engine::shutdown`]: no new sessions, held connects told to come back later.
     closing: AtomicBool,
     /// Cancelled by [`Engine::shutdown`]: connections close.
@@ -162,7 +177,11 @@ pub(crate) struct Inner {
     /// listeners.
     tasks: TaskTracker,
     /// Where broadcasts leave this node and arrive from others.
-    broker: Box<dyn broker::Broker>,
+    pub(crate) broker: Arc<dyn Broker>,
+    /// Set once the sweeper and the broker's background work run.
+    started: AtomicBool,
+    /// This engine, for the tasks it starts (which must not keep it alive).
+    me: Weak<Inner>,
 }
 
 /// The engine handle: cheap to clone, every clone is the same engine. Applications hold it
@@ -179,18 +198,23 @@ impl Engine {
             config.max_sessions_per_cookie,
             config.max_sessions_per_browser,
         );
+        let broker = config
+            .broker
+            .clone()
+            .unwrap_or_else(|| Arc::new(broker::Local));
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
                 config,
                 sessions: RwLock::default(),
                 channels: RwLock::default(),
                 browsers,
                 event_listeners: RwLock::default(),
-                sweeper_started: AtomicBool::new(false),
                 closing: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
-                broker: Box::new(broker::Local),
+                broker,
+                started: AtomicBool::new(false),
+                me: me.clone(),
             }),
         }
     }
@@ -260,6 +284,7 @@ impl Engine {
         }
         stats.channels = self.inner.channels.read().len();
         stats.browsers = self.inner.browsers.len();
+        stats.broker = self.inner.broker.stats();
         stats
     }
 
@@ -331,6 +356,20 @@ pub struct Stats {
     pub queued_messages: usize,
     /// `/meta/connect`s held now, waiting for messages or their timeout.
     pub held_connects: usize,
+    /// What the broker connecting this node to others has done (`None` for a single node).
+    pub broker: Option<BrokerStats>,
+}
+
+impl Inner {
+    /// A new session id: 160 random bits, after this node's id when there are several nodes
+    /// (so that any node can tell where the session lives).
+    pub(crate) fn new_session_id(&self) -> Arc<str> {
+        let random = random_id();
+        match self.broker.node_id() {
+            Some(node) => Arc::from(format!("{node}{random}")),
+            None => random,
+        }
+    }
 }
 
 /// A random id of 160 bits from the operating system's CSPRNG, as 40 hex digits.

@@ -94,6 +94,7 @@ impl Inner {
             return false;
         }
         let broadcast = Broadcast::new(channel.clone(), message);
+        self.ensure_started();
         self.broker.publish(&broadcast);
         self.fan_out(&broadcast).await;
         true
@@ -127,7 +128,14 @@ impl Inner {
             self.queued(&session, Some(push));
         }
         for session in own_copy {
-            let mut own = broadcast.message().clone();
+            let Some(message) = broadcast.message() else {
+                tracing::warn!(
+                    channel = %broadcast.channel(),
+                    "a broadcast from another node is not a message; not sent to sessions with extensions"
+                );
+                break;
+            };
+            let mut own = message.clone();
             if !session.extend_outgoing(None, &mut own).await {
                 continue;
             }

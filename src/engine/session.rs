@@ -34,6 +34,12 @@ impl Delivery {
         }))
     }
 
+    /// A message serialised elsewhere (another node), queued as it is.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn from_json(json: Bytes) -> Self {
+        Self(Arc::new(DeliveryInner { json }))
+    }
+
     /// The message as a JSON object.
     pub(crate) fn json(&self) -> &Bytes {
         &self.0.json

@@ -1,10 +1,16 @@
 //! `/meta/subscribe` and `/meta/unsubscribe`.
 
+use std::time::Duration;
+
 use crate::protocol::{ChannelName, ErrorCode, Message};
 
 use super::batch::unknown_session;
 use super::event::ServerEvent;
 use super::{Engine, ServerSession};
+
+/// How long a subscribe reply waits for the broker to subscribe a node's first subscriber's
+/// channel (if the broker takes longer, broadcasts from other nodes start arriving later).
+const INTEREST_WAIT: Duration = Duration::from_secs(2);
 
 impl Engine {
     /// Parses the `subscription` field: every name valid and within the length limit.
@@ -53,6 +59,7 @@ impl Engine {
         }
 
         let mut events = Vec::new();
+        let mut interest = Vec::new();
         {
             // The channel table before the session's state: broadcasts lock in that order.
             let mut table = self.inner.channels.write();
@@ -82,6 +89,10 @@ impl Engine {
                     .insert(session.0.id.clone(), session.clone())
                     .is_none()
                 {
+                    if entry.subscribers.len() == 1 {
+                        // This node's first subscriber: other nodes' broadcasts must come here.
+                        interest.extend(self.inner.broker.interest(&channel, true));
+                    }
                     state.subscriptions.insert(channel.clone());
                     events.push(ServerEvent::Subscribed {
                         session: session.clone(),
@@ -93,6 +104,11 @@ impl Engine {
         }
         for event in &events {
             self.inner.emit(event);
+        }
+        // The reply says the subscription holds: wait (a while) until the broker receives the
+        // channel's broadcasts from other nodes too.
+        for ready in interest {
+            let _ = tokio::time::timeout(INTEREST_WAIT, ready).await;
         }
         reply.successful = Some(true);
         reply
@@ -115,8 +131,11 @@ impl Engine {
             let mut state = session.0.state.lock();
             for channel in channels {
                 if state.subscriptions.remove(&channel) {
-                    if let Some(entry) = table.get_mut(&channel) {
-                        entry.subscribers.remove(&session.0.id);
+                    if let Some(entry) = table.get_mut(&channel)
+                        && entry.subscribers.remove(&session.0.id).is_some()
+                        && entry.subscribers.is_empty()
+                    {
+                        self.inner.broker.interest(&channel, false);
                     }
                     events.push(ServerEvent::Unsubscribed {
                         session: session.clone(),

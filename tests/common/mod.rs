@@ -10,6 +10,8 @@
 pub mod answer;
 #[cfg(feature = "jsonp")]
 pub mod jsonp;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod removal;
 pub mod transport;
 #[cfg(feature = "websocket")]
