@@ -9,6 +9,9 @@
 //! - `/service/echo`: data published there comes back to the sender only, on `/service/echo`;
 //! - `/service/publish`: data `{channel, data}` is published server-side to `channel`;
 //! - `/service/call`: answers a client's `remoteCall` with `{echo: data}` in the reply;
+//! - `/service/deliver`: data `{clientId, channel, data}` is delivered to that session, on
+//!   whichever node holds it (`Bayeux::deliver`); the reply fails with `404::…` when no node
+//!   holds it;
 //! - `/service/whoami`: answers on `/service/whoami` with the `User-Agent` and `X-Test-Header`
 //!   of the HTTP request that carried the message, read through the request context;
 //! - every built-in extension: ack and timesync (inert for clients that do not ask for them)
@@ -23,6 +26,8 @@
 //! clients fall back to long-polling. `--trust-client-session` lets HTTP requests without the
 //! browser cookie continue a session by its clientId (clients that drop cookies of IP hosts).
 //! `--no-timestamp` leaves the timestamp extension out (the load comparisons use it).
+//! `--redis URL` joins the nodes started with the same URL into one Bayeux space (needs the
+//! `redis` feature: `cargo run --features redis --example conformance -- --redis redis://…`).
 //!
 //! Every other path answers `200 inner`. The first line on stdout is `listening on http://ADDR`.
 
@@ -64,6 +69,10 @@ struct Args {
     /// `benches/results/comparison.md`).
     #[arg(long)]
     current_thread: bool,
+    /// Join the other nodes on this Redis (`redis://host:port`) into one Bayeux space; needs
+    /// the `redis` feature.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 struct ConformancePolicy;
@@ -141,6 +150,26 @@ fn services(bayeux: &Bayeux) {
             event.proceed()
         });
 
+    let server = bayeux.clone();
+    bayeux
+        .channel("/service/deliver")
+        .add_listener(move |mut event| {
+            let server = server.clone();
+            async move {
+                let data = event.data().clone();
+                let field = |name| data.get(name).and_then(Value::as_str).unwrap_or_default();
+                let payload = data.get("data").cloned().unwrap_or(Value::Null);
+                if let Err(err) = server
+                    .deliver(field("clientId"), field("channel"), payload)
+                    .await
+                {
+                    event.reply_mut().fail(format!("404::{err}"));
+                    return event.veto();
+                }
+                event.proceed()
+            }
+        });
+
     bayeux
         .channel("/service/whoami")
         .add_listener(|event| async move {
@@ -187,8 +216,16 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .websocket(!args.no_websocket)
         .websocket_allowed_origin("http://allowed.test")
         .callback_polling(true)
-        .trust_client_session(args.trust_client_session)
-        .build();
+        .trust_client_session(args.trust_client_session);
+    let bayeux = match args.redis {
+        #[cfg(feature = "redis")]
+        Some(url) => bayeux.broker(tower_bayeux::RedisBroker::new(url)).build(),
+        #[cfg(not(feature = "redis"))]
+        Some(_) => {
+            return Err("--redis needs the `redis` feature (cargo run --features redis)".into());
+        }
+        None => bayeux.build(),
+    };
     services(&bayeux);
 
     let app = Router::new()
