@@ -1,46 +1,581 @@
 //! Several nodes sharing one Bayeux space through a real Redis (`redis-server` started by the
-//! test on a free port): cross-node publish and delivery, interest, faults.
+//! test on a free port, without persistence): cross-node publish and delivery, interest,
+//! faults.
+//!
+//! Each guarantee is tested against the scenario that would break it:
+//! - exactly once: a node subscribed to a channel and to patterns matching it receives one
+//!   Redis copy per subscription, and a session subscribed to several of them must still get
+//!   one delivery;
+//! - per-publisher order: publishers on both nodes, each also subscribed, racing each other;
+//! - interest: a node must leave a Redis channel when its last local subscriber leaves (by
+//!   unsubscribing or by going away), and a node with no subscriber must get no traffic;
+//! - faults: Redis restarted or the subscriber connection killed during traffic must end in
+//!   traffic flowing again with the gap reported, a flood must not grow memory, and a node
+//!   gone must turn deliveries to its sessions into errors.
 #![cfg(feature = "redis")]
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::redis::RedisServer;
-use common::{Client, deliveries};
-use serde_json::json;
-use tower_bayeux::{Bayeux, RedisBroker};
+use common::{Client, data_of, deliveries};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, timeout};
+use tower_bayeux::{
+    Bayeux, BayeuxBuilder, Error, Message, RedisBroker, ServerEvent, ServerSession,
+    SessionExtension,
+};
 
-fn node(redis: &RedisServer) -> Bayeux {
+/// Every test is bounded: a hang is a failure.
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn builder(redis: &RedisServer) -> BayeuxBuilder {
     Bayeux::builder()
-        .timeout(Duration::from_secs(5))
+        .timeout(Duration::from_millis(500))
         .broker(RedisBroker::new(redis.url()).prefix("test:"))
-        .build()
 }
 
-/// Connects until the broadcast shows up (or the time is up).
-async fn receive(client: &Client) -> Vec<serde_json::Value> {
-    let reply = client.connect(None).await;
-    deliveries(&reply).into_iter().cloned().collect()
+fn node(redis: &RedisServer) -> Bayeux {
+    builder(redis).build()
+}
+
+/// Connects (each connect held at most half a second) until the `data` of the deliveries
+/// received satisfy `done`, or fails after ten seconds.
+async fn receive_until(client: &Client, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while !done(&got) {
+        assert!(
+            Instant::now() < deadline,
+            "not received in time; got {got:?}"
+        );
+        got.extend(data_of(&client.connect(None).await));
+    }
+    got
+}
+
+/// Receives until `n` deliveries have come.
+async fn receive(client: &Client, n: usize) -> Vec<Value> {
+    receive_until(client, |got| got.len() >= n).await
+}
+
+/// Waits (up to ten seconds) until `condition` holds.
+async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How many subscribers Redis has on the Redis channel of Bayeux channel `name`.
+async fn subscribers(redis: &RedisServer, name: &str) -> i64 {
+    let counts: Vec<(String, i64)> = redis
+        .query(
+            redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(format!("test:{name}")),
+        )
+        .await;
+    counts[0].1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broadcast_published_on_one_node_reaches_the_others() {
-    let redis = RedisServer::start().await;
-    let (a, b) = (node(&redis), node(&redis));
-    let subscriber = Client::connected(&a).await;
-    assert_eq!(subscriber.subscribe("/chat/room").await["successful"], true);
-    let publisher = Client::connected(&b).await;
-    publisher.publish("/chat/room", json!("hello from b")).await;
-    let got = receive(&subscriber).await;
-    assert_eq!(
-        got,
-        [json!({"channel": "/chat/room", "data": "hello from b"})]
+async fn broadcasts_cross_nodes_both_ways() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let (a, b) = (node(&redis), node(&redis));
+        let on_a = Client::connected(&a).await;
+        let on_b = Client::connected(&b).await;
+        for client in [&on_a, &on_b] {
+            assert_eq!(client.subscribe("/chat/room").await["successful"], true);
+        }
+
+        on_b.publish("/chat/room", json!("from b")).await;
+        on_a.publish("/chat/room", json!("from a")).await;
+        for client in [&on_a, &on_b] {
+            let mut got = receive(client, 2).await;
+            // Two publishers: no order between them (a node's own publish may overtake one
+            // that crosses Redis).
+            got.sort_by_key(Value::to_string);
+            assert_eq!(got, [json!("from a"), json!("from b")], "one of each");
+        }
+        // The message as queued on the other node is the message as published.
+        let published = Client::connected(&b).await;
+        published.publish("/chat/room", json!({"n": 1})).await;
+        let reply = on_a.connect(None).await;
+        assert_eq!(
+            deliveries(&reply),
+            [&json!({"channel": "/chat/room", "data": {"n": 1}})]
+        );
+
+        let (stats_a, stats_b) = (a.stats().broker.unwrap(), b.stats().broker.unwrap());
+        assert!(stats_a.connected && stats_b.connected);
+        assert_eq!((stats_a.messages_out, stats_a.messages_in), (1, 2));
+        assert_eq!((stats_b.messages_out, stats_b.messages_in), (2, 1));
+        assert_eq!((stats_a.subscriptions, stats_b.subscriptions), (1, 1));
+        assert_eq!(stats_a.dropped_in + stats_a.dropped_out, 0);
+        // The clientIds name their node.
+        assert_ne!(on_a.client_id[..8], on_b.client_id[..8]);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_wildcard_subscriptions_deliver_one_copy() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let (a, b) = (node(&redis), node(&redis));
+        // On A, one session subscribed to the channel and every pattern matching it (A gets
+        // four Redis copies of each message), one to a single pattern; on B, the publisher's
+        // own node, a local subscriber with overlapping subscriptions too.
+        let everything = Client::connected(&a).await;
+        for subscription in ["/chat/room", "/chat/*", "/chat/**", "/**"] {
+            assert_eq!(everything.subscribe(subscription).await["successful"], true);
+        }
+        let pattern = Client::connected(&a).await;
+        pattern.subscribe("/chat/*").await;
+        let local = Client::connected(&b).await;
+        local.subscribe("/chat/**").await;
+        local.subscribe("/chat/room").await;
+        assert_eq!(
+            redis.channels().await.len(),
+            2 + 4,
+            "the node channels and A's four: {:?}",
+            redis.channels().await
+        );
+
+        let publisher = Client::connected(&b).await;
+        for n in 0..20 {
+            publisher.publish("/chat/room", json!(n)).await;
+        }
+        publisher.publish("/chat/room", json!("end")).await;
+        // Every copy of a message arrives before any copy of the next: once "end" is here, a
+        // duplicate would have shown.
+        let expected: Vec<Value> = (0..20).map(Value::from).chain([json!("end")]).collect();
+        for client in [&everything, &pattern, &local] {
+            let got = receive_until(client, |got| got.last() == Some(&json!("end"))).await;
+            assert_eq!(got, expected);
+        }
+        assert_eq!(a.stats().broker.unwrap().messages_in, 21);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_publish_reaches_every_node_and_listeners_run_where_published() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let (a, b) = (node(&redis), node(&redis));
+        let heard = |bayeux: &Bayeux| {
+            let count = Arc::new(AtomicUsize::new(0));
+            let counter = count.clone();
+            bayeux.channel("/news").add_listener(move |event| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move { event.proceed() }
+            });
+            count
+        };
+        let (heard_a, heard_b) = (heard(&a), heard(&b));
+        let reader = Client::connected(&a).await;
+        reader.subscribe("/news").await;
+
+        b.publish("/news", json!("server-side on b")).await.unwrap();
+        let publisher = Client::connected(&b).await;
+        publisher.publish("/news", json!("client on b")).await;
+        assert_eq!(
+            receive(&reader, 2).await,
+            [json!("server-side on b"), json!("client on b")]
+        );
+        // A client's publish runs the channel's listeners on the node of its session only.
+        assert_eq!(heard_b.load(Ordering::SeqCst), 1);
+        assert_eq!(heard_a.load(Ordering::SeqCst), 0);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_reaches_a_session_on_another_node_and_fails_once_that_node_is_gone() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let (a, b) = (node(&redis), node(&redis));
+        let on_a = Client::connected(&a).await;
+        // B has started its broker (it works once it has handshaken someone).
+        let _on_b = Client::connected(&b).await;
+
+        b.deliver(&on_a.client_id, "/direct", json!("to you"))
+            .await
+            .unwrap();
+        let reply = on_a.connect(None).await;
+        assert_eq!(
+            deliveries(&reply),
+            [&json!({"channel": "/direct", "data": "to you"})]
+        );
+
+        // Not an id of this space: no node could hold it.
+        let err = b
+            .deliver("not-an-id", "/direct", json!(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::SessionUnknown(_)), "{err:?}");
+
+        let gone = on_a.client_id.clone();
+        a.shutdown().await;
+        eventually("A leaves Redis", async || redis.channels().await.len() == 1).await;
+        let err = b.deliver(&gone, "/direct", json!(1)).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::NodeUnreachable { client_id, .. } if *client_id == gone),
+            "{err:?}"
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_listens_to_a_channel_only_while_it_has_subscribers_for_it() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let (a, b) = (node(&redis), node(&redis));
+        let first = Client::connected(&a).await;
+        let second = Client::connected(&a).await;
+        let on_b = Client::connected(&b).await;
+        assert_eq!(subscribers(&redis, "/chat/room").await, 0);
+
+        first.subscribe("/chat/room").await;
+        // The subscribe reply came after the Redis subscription held.
+        assert_eq!(subscribers(&redis, "/chat/room").await, 1);
+        second.subscribe("/chat/room").await;
+        on_b.subscribe("/chat/room").await;
+        assert_eq!(subscribers(&redis, "/chat/room").await, 2, "one per node");
+        assert_eq!(a.stats().broker.unwrap().subscriptions, 1);
+
+        first.unsubscribe("/chat/room").await;
+        // One subscriber left on A: A stays.
+        on_b.unsubscribe("/chat/room").await;
+        eventually("B leaves", async || {
+            subscribers(&redis, "/chat/room").await == 1
+        })
+        .await;
+        // The last subscriber on A goes away without unsubscribing.
+        second
+            .send(vec![json!({"channel": "/meta/disconnect"})])
+            .await;
+        eventually("A leaves", async || {
+            subscribers(&redis, "/chat/room").await == 0
+        })
+        .await;
+        assert_eq!(redis.channels().await.len(), 2, "the node channels only");
+        assert_eq!(a.stats().broker.unwrap().subscriptions, 0);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_subscribers_for_a_channel_receives_nothing_for_it() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let (a, b) = (node(&redis), node(&redis));
+        let reader = Client::connected(&a).await;
+        reader.subscribe("/chat/room").await;
+        let elsewhere = Client::connected(&b).await;
+        elsewhere.subscribe("/other/room").await;
+        elsewhere.subscribe("/chat/lobby").await;
+
+        let publisher = Client::connected(&a).await;
+        for n in 0..50 {
+            publisher.publish("/chat/room", json!(n)).await;
+        }
+        assert_eq!(receive(&reader, 50).await.len(), 50);
+        // B is subscribed elsewhere in the same tree; nothing of /chat/room reached it.
+        let stats = b.stats().broker.unwrap();
+        assert_eq!((stats.messages_in, stats.dropped_in), (0, 0));
+        assert_eq!(a.stats().broker.unwrap().messages_out, 50);
+    })
+    .await
+    .unwrap();
+}
+
+/// Records the broker events of a node.
+fn record_events(bayeux: &Bayeux) -> Arc<Mutex<Vec<String>>> {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    bayeux.on_event(move |event| match event {
+        ServerEvent::BrokerConnected { reconnected } => {
+            sink.lock()
+                .push(format!("connected reconnected={reconnected}"));
+        }
+        ServerEvent::BrokerDisconnected => sink.lock().push("disconnected".to_owned()),
+        _ => {}
+    });
+    events
+}
+
+/// Publishes `{"n": k}` for k = 0, 1, … on `/chat/room` from a client of `bayeux` every few
+/// milliseconds until the returned handle is aborted.
+async fn publish_forever(bayeux: &Bayeux) -> tokio::task::JoinHandle<()> {
+    let publisher = Client::connected(bayeux).await;
+    tokio::spawn(async move {
+        for n in 0.. {
+            publisher.publish("/chat/room", json!({"n": n})).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+}
+
+/// The numbers of `{"n": k}` deliveries: strictly increasing (in order, no duplicate).
+fn numbers(got: &[Value]) -> Vec<u64> {
+    let numbers: Vec<u64> = got.iter().map(|d| d["n"].as_u64().unwrap()).collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "out of order or duplicated: {numbers:?}"
     );
-    assert_eq!(
-        redis.channels().await.len(),
-        3,
-        "{:?}",
-        redis.channels().await
-    );
+    numbers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_resumes_after_redis_restarts_and_the_gap_is_reported() {
+    timeout(LIMIT, async {
+        let mut redis = RedisServer::start().await;
+        let (a, b) = (node(&redis), node(&redis));
+        let events = record_events(&a);
+        let reader = Client::connected(&a).await;
+        reader.subscribe("/chat/room").await;
+        let publishing = publish_forever(&b).await;
+        let before = receive(&reader, 20).await;
+
+        redis.stop();
+        // Both nodes keep serving their own clients meanwhile.
+        let local = Client::connected(&a).await;
+        local.publish("/chat/room", json!({"n": 1_000_000})).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        redis.restart().await;
+
+        // Traffic from B flows again once A has subscribed anew.
+        let last_before = *numbers(&before).last().unwrap();
+        let after = receive_until(&reader, |got| {
+            got.iter()
+                .filter_map(|d| d["n"].as_u64())
+                .any(|n| n > last_before + 200 && n < 1_000_000)
+        })
+        .await;
+        publishing.abort();
+        let mut all = before;
+        all.extend(after.iter().filter(|d| d["n"] != 1_000_000).cloned());
+        numbers(&all);
+        assert!(after.contains(&json!({"n": 1_000_000})), "A served its own");
+
+        // Its publishing connection comes back on its own, not only when A publishes.
+        eventually("A connected both ways", async || {
+            a.stats().broker.unwrap().connected
+        })
+        .await;
+        let stats = a.stats().broker.unwrap();
+        assert!(stats.reconnects >= 1, "{stats:?}");
+        assert_eq!(stats.subscriptions, 1, "re-subscribed");
+        let events = events.lock().clone();
+        assert!(
+            events.starts_with(&["connected reconnected=false".to_owned()])
+                && events.contains(&"disconnected".to_owned())
+                && events.ends_with(&["connected reconnected=true".to_owned()]),
+            "{events:?}"
+        );
+        // What B could not send while Redis was down is counted.
+        assert!(b.stats().broker.unwrap().dropped_out >= 1);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_subscriber_connection_is_recovered_during_a_burst() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let (a, b) = (node(&redis), node(&redis));
+        let reader = Client::connected(&a).await;
+        reader.subscribe("/chat/room").await;
+        let publishing = publish_forever(&b).await;
+        let before = receive(&reader, 10).await;
+
+        // What Redis does to a subscriber past its `client-output-buffer-limit pubsub`.
+        let killed: i64 = redis
+            .query(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"))
+            .await;
+        assert_eq!(killed, 2, "both nodes' subscribing connections");
+
+        let last_before = *numbers(&before).last().unwrap();
+        let after = receive_until(&reader, |got| {
+            got.iter()
+                .any(|d| d["n"].as_u64().unwrap() > last_before + 100)
+        })
+        .await;
+        publishing.abort();
+        let mut all = before;
+        all.extend(after);
+        numbers(&all);
+        let stats = a.stats().broker.unwrap();
+        assert_eq!(stats.reconnects, 1, "{stats:?}");
+        assert_eq!(stats.subscriptions, 1);
+    })
+    .await
+    .unwrap();
+}
+
+/// Holds every delivery to its session until the test lets it pass.
+struct Gate(Arc<Semaphore>);
+
+impl SessionExtension for Gate {
+    async fn outgoing(&self, _: &ServerSession, _: Option<&Message>, _: &mut Message) -> bool {
+        self.0.acquire().await.unwrap().forget();
+        true
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_falls_behind_drops_and_counts_what_does_not_fit_its_inbound_buffer() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let a = builder(&redis)
+            .broker(
+                RedisBroker::new(redis.url())
+                    .prefix("test:")
+                    .inbound_capacity(4),
+            )
+            .build();
+        let b = node(&redis);
+        let reader = Client::connected(&a).await;
+        reader.subscribe("/chat/room").await;
+        let gate = Arc::new(Semaphore::new(0));
+        a.session(&reader.client_id)
+            .unwrap()
+            .add_extension(Gate(gate.clone()));
+
+        // A takes one message and waits in the gated extension; 4 more fit its buffer, the
+        // rest is dropped (all of it if the 50 come before A takes the first).
+        let publisher = Client::connected(&b).await;
+        for n in 0..50 {
+            publisher.publish("/chat/room", json!({"n": n})).await;
+        }
+        eventually("A drops what does not fit", async || {
+            a.stats().broker.unwrap().dropped_in >= 45
+        })
+        .await;
+        gate.add_permits(1_000);
+        let dropped = a.stats().broker.unwrap().dropped_in;
+        assert!(dropped <= 46, "{dropped}");
+        let got = receive(&reader, 50 - dropped as usize).await;
+        assert_eq!(numbers(&got)[..4], [0, 1, 2, 3]);
+        // Once through, traffic flows as usual.
+        publisher.publish("/chat/room", json!({"n": 50})).await;
+        assert_eq!(receive(&reader, 1).await, [json!({"n": 50})]);
+        let stats = a.stats().broker.unwrap();
+        assert_eq!(
+            (stats.messages_in, stats.dropped_in),
+            (51 - dropped, dropped)
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_of_a_stopped_node_handshake_again_on_another_and_work() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let (a, b) = (node(&redis), node(&redis));
+        let moving = Client::connected(&a).await;
+        moving.subscribe("/chat/room").await;
+        let on_b = Client::connected(&b).await;
+        a.shutdown().await;
+
+        // The load balancer now sends the client to B, which does not know its session.
+        let mut moved = Client::from_parts(&b, moving.cookie.clone(), &moving.client_id);
+        let reply = moved.connect(None).await;
+        let reply = reply.last().unwrap();
+        assert_eq!(reply["successful"], false);
+        assert!(
+            reply["error"].as_str().unwrap().starts_with("402"),
+            "{reply}"
+        );
+        assert_eq!(reply["advice"]["reconnect"], "handshake");
+
+        // As the client does on that advice: handshake, subscribe again, connect.
+        let fresh = Client::connected(&b).await;
+        moved.client_id = fresh.client_id.clone();
+        moved.cookie = fresh.cookie.clone();
+        moved.subscribe("/chat/room").await;
+        on_b.publish("/chat/room", json!("welcome back")).await;
+        assert_eq!(receive(&moved, 1).await, [json!("welcome back")]);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_publishers_messages_arrive_once_and_in_order_with_publishers_on_both_nodes() {
+    const CLIENTS_PER_NODE: usize = 3;
+    const MESSAGES: u64 = 40;
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let (a, b) = (node(&redis), node(&redis));
+        // Every client subscribes, then publishes its own numbered messages while receiving
+        // everyone's, its own included, the two racing on the same session.
+        let mut clients = Vec::new();
+        for (index, bayeux) in [&a, &b]
+            .into_iter()
+            .cycle()
+            .take(2 * CLIENTS_PER_NODE)
+            .enumerate()
+        {
+            let client = Client::connected(bayeux).await;
+            client.subscribe("/chat/room").await;
+            clients.push((index, Arc::new(client)));
+        }
+        let total = clients.len() * MESSAGES as usize;
+        let mut tasks = Vec::new();
+        for (index, client) in &clients {
+            let (index, publisher) = (*index, client.clone());
+            tasks.push(tokio::spawn(async move {
+                for n in 0..MESSAGES {
+                    publisher
+                        .publish("/chat/room", json!({"from": index, "n": n}))
+                        .await;
+                    if (n + index as u64).is_multiple_of(7) {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            }));
+            let receiver = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let got = receive(&receiver, total).await;
+                assert_eq!(got.len(), total, "client {index}: more than expected");
+                for from in 0..2 * CLIENTS_PER_NODE {
+                    let sequence: Vec<u64> = got
+                        .iter()
+                        .filter(|d| d["from"] == from)
+                        .map(|d| d["n"].as_u64().unwrap())
+                        .collect();
+                    assert_eq!(
+                        sequence,
+                        (0..MESSAGES).collect::<Vec<_>>(),
+                        "client {index} received publisher {from}'s messages so"
+                    );
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
 }

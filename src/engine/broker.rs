@@ -9,6 +9,7 @@
 //! [`Local`].
 
 use std::sync::{OnceLock, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -16,6 +17,12 @@ use crate::protocol::{ChannelName, Message, parse_messages};
 
 use super::session::Delivery;
 use super::{BoxFuture, Error, Inner};
+
+/// How long a reply waits for the broker: a subscribe reply for a node's first subscription to
+/// a channel to hold at the broker, a handshake reply for a node's first connection to it. If
+/// the broker takes longer, the reply goes anyway (broadcasts from other nodes start arriving
+/// later).
+pub(crate) const BROKER_WAIT: Duration = Duration::from_secs(2);
 
 /// A broadcast on its way to subscribers: its channel, its message, and the message serialised
 /// once for every recipient that needs no copy of its own (and for other nodes).
@@ -116,6 +123,14 @@ pub(crate) trait Broker: Send + Sync + 'static {
         let _ = node;
     }
 
+    /// Resolves once the broker has made its first attempt to connect, after which other
+    /// nodes can reach this node's sessions if it succeeded; `None` when there is nothing (more)
+    /// to wait for. A handshake waits for it (for a while), so that a clientId handed out is
+    /// reachable from every node.
+    fn ready(&self) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
+
     /// This node's id, which begins every clientId it hands out, so that other nodes can tell
     /// where a session lives. `None` for a single node.
     fn node_id(&self) -> Option<&str> {
@@ -147,6 +162,10 @@ pub(crate) trait Broker: Send + Sync + 'static {
         let _ = (client_id, message);
         None
     }
+
+    /// The node has shut down: stop the background work, after sending what was handed over.
+    /// Other nodes then see this node as gone (deliveries to its sessions fail).
+    fn stop(&self) {}
 
     /// What the broker has done, for [`Stats`](super::Stats).
     fn stats(&self) -> Option<BrokerStats> {

@@ -97,6 +97,9 @@ impl Engine {
             Some(refused) => Some(refused),
             None => {
                 self.ensure_started();
+                if let Some(ready) = self.inner.broker.ready() {
+                    let _ = tokio::time::timeout(super::broker::BROKER_WAIT, ready).await;
+                }
                 session.0.state.lock().expire_at = Some(self.inner.expiry_from(Instant::now()));
                 self.inner.register(&session).err().map(|error| {
                     // Full: try again once sessions had time to expire.

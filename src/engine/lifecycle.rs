@@ -30,6 +30,9 @@ impl Engine {
             inner.tasks.close();
         }
         inner.tasks.wait().await;
+        // Last, so that what the shutdown itself published (server-side publishes from
+        // removal listeners) still leaves.
+        inner.broker.stop();
     }
 }
 

@@ -1,16 +1,10 @@
 //! `/meta/subscribe` and `/meta/unsubscribe`.
 
-use std::time::Duration;
-
 use crate::protocol::{ChannelName, ErrorCode, Message};
 
 use super::batch::unknown_session;
 use super::event::ServerEvent;
 use super::{Engine, ServerSession};
-
-/// How long a subscribe reply waits for the broker to subscribe a node's first subscriber's
-/// channel (if the broker takes longer, broadcasts from other nodes start arriving later).
-const INTEREST_WAIT: Duration = Duration::from_secs(2);
 
 impl Engine {
     /// Parses the `subscription` field: every name valid and within the length limit.
@@ -108,7 +102,7 @@ impl Engine {
         // The reply says the subscription holds: wait (a while) until the broker receives the
         // channel's broadcasts from other nodes too.
         for ready in interest {
-            let _ = tokio::time::timeout(INTEREST_WAIT, ready).await;
+            let _ = tokio::time::timeout(super::broker::BROKER_WAIT, ready).await;
         }
         reply.successful = Some(true);
         reply

@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Broadcast, Broker, BrokerStats, Error, Inner};
 use crate::protocol::ChannelName;
@@ -126,6 +127,8 @@ impl RedisBroker {
             subscribed: AtomicBool::new(false),
             publishing: AtomicBool::new(false),
             counters: Counters::default(),
+            stop: CancellationToken::new(),
+            tried: watch::channel(false).0,
         });
         Arc::new(RedisBrokerHandle(shared))
     }
@@ -168,6 +171,10 @@ pub(crate) struct Shared {
     subscribed: AtomicBool,
     publishing: AtomicBool,
     counters: Counters,
+    /// Cancelled when the node shuts down or drops its engine.
+    stop: CancellationToken,
+    /// Set once the subscribing connection has been tried (made or not).
+    tried: watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -214,6 +221,16 @@ impl Broker for RedisBrokerHandle {
         };
         tokio::spawn(publisher::run(self.0.clone(), client.clone(), outgoing));
         tokio::spawn(subscriber::run(self.0.clone(), client, node, interest));
+    }
+
+    fn ready(&self) -> Option<crate::engine::BoxFuture<'static, ()>> {
+        if *self.0.tried.borrow() {
+            return None;
+        }
+        let mut tried = self.0.tried.subscribe();
+        Some(Box::pin(async move {
+            let _ = tried.wait_for(|tried| *tried).await;
+        }))
     }
 
     fn node_id(&self) -> Option<&str> {
@@ -296,6 +313,11 @@ impl Broker for RedisBrokerHandle {
         }))
     }
 
+    fn stop(&self) {
+        self.0.stop.cancel();
+        self.0.tried.send_replace(true);
+    }
+
     fn stats(&self) -> Option<BrokerStats> {
         let counters = &self.0.counters;
         let stats = BrokerStats {
@@ -309,6 +331,13 @@ impl Broker for RedisBrokerHandle {
             subscriptions: counters.subscriptions.load(Ordering::Relaxed),
         };
         Some(stats)
+    }
+}
+
+impl Drop for RedisBrokerHandle {
+    fn drop(&mut self) {
+        // The engine is gone: its tasks (which keep `Shared`) must not outlive it.
+        self.0.stop.cancel();
     }
 }
 

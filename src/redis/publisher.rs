@@ -29,43 +29,40 @@ pub(crate) enum Outgoing {
 /// The most messages sent in one pipeline.
 const BATCH: usize = 256;
 
-/// Sends what the node hands over until the broker is dropped.
+/// Sends what the node hands over until the broker stops.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     client: redis::Client,
     mut outgoing: mpsc::Receiver<Outgoing>,
 ) {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(CONNECT_TIMEOUT))
-        .set_number_of_retries(1);
-    let mut connection: Option<ConnectionManager> = None;
-    // While Redis cannot be reached, what comes is dropped (and counted) until the next try.
-    let mut next_try = Instant::now();
-    let mut failures = 0;
+    let mut link = Link::new(client);
     let mut sequence = 0u64;
     let mut batch = Vec::with_capacity(BATCH);
-    while outgoing.recv_many(&mut batch, BATCH).await > 0 {
-        if connection.is_none() && Instant::now() >= next_try {
-            match client
-                .get_connection_manager_with_config(config.clone())
-                .await
-            {
-                Ok(manager) => {
-                    tracing::info!("publishing to Redis");
-                    shared.publishing.store(true, Ordering::Release);
-                    connection = Some(manager);
-                    failures = 0;
-                }
-                Err(err) => {
-                    tracing::warn!(%err, "cannot connect to Redis to publish; retrying");
-                    next_try = Instant::now() + backoff(failures);
-                    failures += 1;
-                }
+    loop {
+        let received = tokio::select! {
+            biased;
+            received = outgoing.recv_many(&mut batch, BATCH) => received,
+            () = shared.stop.cancelled(), if !outgoing.is_closed() => {
+                // Nothing more comes in; what is queued still leaves, then the task ends.
+                outgoing.close();
+                continue;
             }
+            // Connects at start, and after a failure checks the connection again (with
+            // backoff) without waiting for something to send, so that the node's stats say
+            // whether it can publish.
+            () = tokio::time::sleep_until(link.next_try), if !link.healthy => {
+                link.check(&shared).await;
+                continue;
+            }
+        };
+        if received == 0 {
+            return;
         }
-        let Some(manager) = connection.as_mut() else {
-            shared.publishing.store(false, Ordering::Release);
+        if !link.healthy && Instant::now() >= link.next_try {
+            link.check(&shared).await;
+        }
+        let Some(manager) = link.connection.as_mut().filter(|_| link.healthy) else {
+            // While Redis cannot be reached, what comes is dropped (and counted) at once.
             fail(&shared, batch.drain(..), "Redis is unreachable");
             continue;
         };
@@ -93,7 +90,6 @@ pub(crate) async fn run(
         }
         match pipe.query_async::<Vec<i64>>(manager).await {
             Ok(receivers) => {
-                shared.publishing.store(true, Ordering::Release);
                 let mut receivers = receivers.into_iter();
                 for item in batch.drain(..) {
                     if let Outgoing::Deliver { done, .. } = item {
@@ -103,10 +99,74 @@ pub(crate) async fn run(
             }
             Err(err) => {
                 tracing::warn!(%err, messages = batch.len(), "publishing to Redis failed");
-                shared.publishing.store(false, Ordering::Release);
+                link.failed(&shared);
                 fail(&shared, batch.drain(..), &err.to_string());
             }
         }
+    }
+}
+
+/// The publishing connection and what is known of its health.
+struct Link {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// Made on the first successful check; it reconnects by itself afterwards.
+    connection: Option<ConnectionManager>,
+    /// Whether the last command went through.
+    healthy: bool,
+    /// When to check again while not healthy.
+    next_try: Instant,
+    failures: u32,
+}
+
+impl Link {
+    fn new(client: redis::Client) -> Self {
+        Self {
+            client,
+            config: ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(CONNECT_TIMEOUT))
+                .set_number_of_retries(1),
+            connection: None,
+            healthy: false,
+            next_try: Instant::now(),
+            failures: 0,
+        }
+    }
+
+    /// Connects, or checks the connection with a `PING`.
+    async fn check(&mut self, shared: &Shared) {
+        let outcome = match self.connection.as_mut() {
+            Some(manager) => redis::cmd("PING").query_async::<()>(manager).await,
+            None => self
+                .client
+                .get_connection_manager_with_config(self.config.clone())
+                .await
+                .map(|manager| self.connection = Some(manager)),
+        };
+        match outcome {
+            Ok(()) => {
+                if self.failures > 0 {
+                    tracing::info!("publishing to Redis again");
+                }
+                self.healthy = true;
+                self.failures = 0;
+                shared.publishing.store(true, Ordering::Release);
+            }
+            Err(err) => {
+                if self.failures == 0 {
+                    tracing::warn!(%err, "cannot publish to Redis; retrying");
+                }
+                self.failed(shared);
+            }
+        }
+    }
+
+    fn failed(&mut self, shared: &Shared) {
+        self.healthy = false;
+        self.next_try = Instant::now() + backoff(self.failures);
+        self.failures += 1;
+        shared.publishing.store(false, Ordering::Release);
     }
 }
 

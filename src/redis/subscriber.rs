@@ -28,7 +28,7 @@ pub(crate) enum Interest {
 /// that restarted have new ids).
 const MAX_ORIGINS: usize = 1024;
 
-/// Keeps the node subscribed and brings messages in until the broker is dropped.
+/// Keeps the node subscribed and brings messages in until the broker stops.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     client: redis::Client,
@@ -58,7 +58,13 @@ pub(crate) async fn run(
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(CONNECT_TIMEOUT))
             .set_push_sender(sender);
-        let connection = match connect(&client, &config, &wanted).await {
+        let connecting = tokio::select! {
+            biased;
+            () = shared.stop.cancelled() => return,
+            connecting = connect(&client, &config, &wanted) => connecting,
+        };
+        shared.tried.send_replace(true);
+        let connection = match connecting {
             Ok(connection) => connection,
             Err(err) => {
                 tracing::warn!(%err, "cannot subscribe at Redis; retrying");
@@ -68,6 +74,8 @@ pub(crate) async fn run(
                 // Interest keeps changing meanwhile: it is all subscribed to on connection.
                 loop {
                     tokio::select! {
+                        biased;
+                        () = shared.stop.cancelled() => return,
                         () = &mut pause => break,
                         change = interest.recv() => match change {
                             Some(change) => apply_offline(&mut wanted, change),
@@ -172,6 +180,7 @@ async fn serve(
     loop {
         tokio::select! {
             biased;
+            () = shared.stop.cancelled() => return Ended::Stopped,
             () = disconnected.notified() => return Ended::Disconnected,
             change = interest.recv() => {
                 let Some(change) = change else {
