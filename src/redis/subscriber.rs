@@ -49,7 +49,15 @@ pub(crate) async fn run(
                 if push.kind == PushKind::Disconnection {
                     disconnected.notify_one();
                 } else if push.kind == PushKind::Message && pushes.try_send(push).is_err() {
-                    shared.counters.dropped_in.fetch_add(1, Ordering::Relaxed);
+                    let dropped = shared.counters.dropped_in.fetch_add(1, Ordering::Relaxed) + 1;
+                    // Logged at the 1st, 2nd, 4th, 8th… drop: a flood does not flood the log.
+                    if dropped.is_power_of_two() {
+                        tracing::warn!(
+                            dropped,
+                            capacity = shared.inbound_capacity,
+                            "this node does not keep up with messages from other nodes: dropped"
+                        );
+                    }
                 }
                 Ok(())
             }
