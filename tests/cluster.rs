@@ -397,6 +397,45 @@ async fn traffic_resumes_after_redis_restarts_and_the_gap_is_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_started_while_redis_is_down_serve_alone_then_join() {
+    timeout(LIMIT, async {
+        let mut redis = RedisServer::not_started();
+        let (a, b) = (node(&redis), node(&redis));
+        let reader = Client::connected(&a).await;
+        assert_eq!(reader.subscribe("/chat/room").await["successful"], true);
+        let local = Client::connected(&a).await;
+        local.publish("/chat/room", json!("alone")).await;
+        assert_eq!(receive(&reader, 1).await, [json!("alone")]);
+        let remote = Client::connected(&b).await;
+        remote.publish("/chat/room", json!("lost")).await;
+        let stats = a.stats().broker.unwrap();
+        assert!(!stats.connected);
+        assert_eq!(stats.subscriptions, 0, "none made yet");
+
+        redis.restart().await;
+        eventually("both nodes connect", async || {
+            a.stats().broker.unwrap().connected && b.stats().broker.unwrap().connected
+        })
+        .await;
+        // A subscribed to the channel its client had asked for while Redis was down.
+        assert_eq!(a.stats().broker.unwrap().subscriptions, 1);
+        remote.publish("/chat/room", json!("joined")).await;
+        let got = receive_until(&reader, |got| got.contains(&json!("joined"))).await;
+        // What B published before it could reach Redis was dropped and counted, or sent late
+        // (B was still trying to connect), when A may not have been subscribed yet: Redis
+        // pub/sub is at most once.
+        let dropped = b.stats().broker.unwrap().dropped_out;
+        match dropped {
+            0 => assert!(got == [json!("joined")] || got == [json!("lost"), json!("joined")]),
+            1 => assert_eq!(got, [json!("joined")]),
+            _ => panic!("dropped {dropped}"),
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_subscriber_connection_is_recovered_during_a_burst() {
     timeout(LIMIT, async {
         let redis = RedisServer::start().await;

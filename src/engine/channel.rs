@@ -290,7 +290,9 @@ impl ServerChannel {
     /// listener sees the protocol message after the engine handled it, may edit the reply, and
     /// its verdict is ignored.
     ///
-    /// Server-side publishes do not reach listeners.
+    /// Server-side publishes do not reach listeners. With several nodes (a broker), a message
+    /// runs the listeners of the node its publisher's session is on, not those of the nodes it
+    /// is then delivered on.
     pub fn add_listener<F, Fut>(&self, listener: F) -> ListenerId
     where
         F: Fn(MessageEvent) -> Fut + Send + Sync + 'static,

@@ -16,6 +16,9 @@ use super::{BoxFuture, ServerSession};
 /// [`attributes`](ServerSession::attributes) for later decisions. The policy is not consulted
 /// for server-side publishes and deliveries.
 ///
+/// With several nodes (a broker), the policy runs on the node that holds the session asking:
+/// a broadcast that another node allowed is delivered here without a second check.
+///
 /// ```
 /// use tower_bayeux::{ChannelName, Message, SecurityPolicy, ServerSession, context};
 ///

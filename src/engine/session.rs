@@ -279,7 +279,8 @@ impl ServerSession {
     /// after the other, in the order they were added, and one that panics is logged and the
     /// next runs. [`Bayeux::shutdown`](crate::Bayeux::shutdown) waits for them. A listener
     /// added to a session that is already removed runs at once, with the reason it was removed
-    /// for, so nothing registered on a session can miss its end.
+    /// for, so nothing registered on a session can miss its end. With several nodes, they run
+    /// on the node that holds the session.
     ///
     /// ```
     /// # fn example(session: tower_bayeux::ServerSession) {

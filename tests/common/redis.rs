@@ -14,13 +14,18 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers.
     pub async fn start() -> Self {
+        let mut server = Self::not_started();
+        server.spawn().await;
+        server
+    }
+
+    /// A server to be started later ([`restart`](Self::restart)) on a port free now.
+    pub fn not_started() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
-        let mut server = Self { child: None, port };
-        server.spawn().await;
-        server
+        Self { child: None, port }
     }
 
     async fn spawn(&mut self) {
@@ -98,7 +103,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port.
+    /// Starts it (again) on the same port.
     pub async fn restart(&mut self) {
         self.stop();
         self.spawn().await;
