@@ -1,6 +1,7 @@
 //! Plumbing shared by the test runners that drive Node test suites against an example server
-//! (`tests/interop.rs`, `tests/browser.rs`): checking for `node` and `npm`, installing npm
-//! packages, building and starting the server, and running `node --test` under a time limit.
+//! (`tests/interop.rs`, `tests/interop_cluster.rs`, `tests/browser.rs`): checking for `node`
+//! and `npm`, installing npm packages, building and starting the server, and running
+//! `node --test` under a time limit.
 //!
 //! A missing or too old `node`/`npm` FAILS the test rather than skipping it: CI has them, so a
 //! skip would only hide a broken setup.
@@ -135,7 +136,7 @@ pub fn example_binary(name: &str) -> PathBuf {
         .join("examples")
         .join(format!("{name}{}", env::consts::EXE_SUFFIX));
 
-    build_example(name, &profile_dir);
+    build_example(name, &profile_dir, &[]);
 
     assert!(
         bin.is_file(),
@@ -146,18 +147,61 @@ pub fn example_binary(name: &str) -> PathBuf {
     bin
 }
 
-fn build_example(name: &str, profile_dir: &Path) {
+/// Like [`example_binary`], with the package's `features` on top of the default ones (e.g.
+/// `redis`), then copied to `<target>/<profile>/examples/<name>-<features>`: the runners build
+/// `<name>` with different features, each build replacing `<target>/<profile>/examples/<name>`,
+/// and the copy keeps another runner's build from swapping the binary under this one's servers.
+///
+/// When the build is skipped (not run by cargo, or an unusual target layout) the plain
+/// `<name>` binary is used as it is.
+pub fn example_binary_with_features(name: &str, features: &[&str]) -> PathBuf {
+    let profile_dir = profile_dir();
+    let examples = profile_dir.join("examples");
+    let bin = examples.join(format!("{name}{}", env::consts::EXE_SUFFIX));
+    let features_flag = features.join(",");
+
+    let built = build_example(name, &profile_dir, features);
+
+    assert!(
+        bin.is_file(),
+        "{name} server binary not found at {}: build it with \
+         `cargo build --example {name} --features {features_flag}`",
+        bin.display()
+    );
+    if !built {
+        return bin;
+    }
+    let copy = examples.join(format!(
+        "{name}-{}{}",
+        features.join("-"),
+        env::consts::EXE_SUFFIX
+    ));
+    // Through a temporary file and a rename: the copy of a previous run may still be running
+    // (writing into a running executable fails).
+    let partial = examples.join(format!(".{name}-{}.partial", std::process::id()));
+    fs::copy(&bin, &partial)
+        .and_then(|_| fs::rename(&partial, &copy))
+        .unwrap_or_else(|e| {
+            let _ = fs::remove_file(&partial);
+            panic!("cannot copy {} to {}: {e}", bin.display(), copy.display())
+        });
+    copy
+}
+
+/// `cargo build --example <name> [--features <features>]`; whether it built (it does not
+/// when not run by cargo or with an unusual target layout).
+fn build_example(name: &str, profile_dir: &Path, features: &[&str]) -> bool {
     let Some(cargo) = env::var_os("CARGO") else {
-        return; // not run by cargo: use whatever binary is there
+        return false; // not run by cargo: use whatever binary is there
     };
     let profile = profile_dir.file_name().and_then(OsStr::to_str);
     let Some(target_dir) = profile_dir.parent() else {
-        return;
+        return false;
     };
     // Only for the plain host layout `<target-dir>/{debug,release}` (cargo tags the target
     // dir with CACHEDIR.TAG); with `--target <triple>` or custom profiles, use what is there.
     if !matches!(profile, Some("debug" | "release")) || !target_dir.join("CACHEDIR.TAG").is_file() {
-        return;
+        return false;
     }
     let mut command = Command::new(cargo);
     command
@@ -168,15 +212,22 @@ fn build_example(name: &str, profile_dir: &Path) {
     if profile == Some("release") {
         command.arg("--release");
     }
+    let mut shown = format!("cargo build --example {name}");
+    if !features.is_empty() {
+        let list = features.join(",");
+        shown.push_str(&format!(" --features {list}"));
+        command.args(["--features", &list]);
+    }
     let output = command
         .output()
-        .unwrap_or_else(|e| panic!("could not run `cargo build --example {name}`: {e}"));
+        .unwrap_or_else(|e| panic!("could not run `{shown}`: {e}"));
     assert!(
         output.status.success(),
-        "`cargo build --example {name}` failed ({}):\n{}",
+        "`{shown}` failed ({}):\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
+    true
 }
 
 /// A running example server, killed on drop.
