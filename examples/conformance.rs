@@ -10,8 +10,9 @@
 //! - `/service/publish`: data `{channel, data}` is published server-side to `channel`;
 //! - `/service/call`: answers a client's `remoteCall` with `{echo: data}` in the reply;
 //! - `/service/deliver`: data `{clientId, channel, data}` is delivered to that session, on
-//!   whichever node holds it (`Bayeux::deliver`); the reply fails with `404::…` when no node
-//!   holds it;
+//!   whichever node holds it (`Bayeux::deliver`); the reply fails with `404::…` when the id
+//!   is of no live session here and of no node still running (a node that is up but no
+//!   longer holds the session drops the message);
 //! - `/service/whoami`: answers on `/service/whoami` with the `User-Agent` and `X-Test-Header`
 //!   of the HTTP request that carried the message, read through the request context;
 //! - every built-in extension: ack and timesync (inert for clients that do not ask for them)
