@@ -1,6 +1,7 @@
 //! The size of a websocket connection's future, then heap bytes per idle session: live heap
 //! before and after creating sessions that handshake,
 //! subscribe to a channel and send one connect, as a long-polling client does before it idles.
+//! Then the live heap per message a channel history retains, against what its bound counts.
 //! Then churn: rounds of 10,000 such sessions that vanish and expire, and the live heap left
 //! above the baseline after each round (tables keep their capacity; a leak would grow per round).
 //!
@@ -114,6 +115,34 @@ fn main() {
                 "{sessions:>7} idle sessions (own cookie, one subscription, 100 rooms): \
                  {:>8.1} MiB live heap, {per_session:>6.0} bytes per session",
                 (after - before) as f64 / (1024.0 * 1024.0)
+            );
+        }
+
+        // Channel history: live heap per retained message (beyond its JSON, which the
+        // subscribers' queues share) against what the bound counts.
+        for (channels, per_channel) in [(1, 100_000), (10_000, 10)] {
+            let bayeux = Bayeux::builder()
+                .history("/h/**", tower_bayeux::Retention::last(per_channel))
+                .max_history_bytes(usize::MAX)
+                .build();
+            let names: Vec<String> = (0..channels).map(|c| format!("/h/{c}")).collect();
+            bayeux.publish(names[0].as_str(), json!(0)).await.unwrap();
+            let before = LIVE.load(Ordering::Relaxed);
+            let counted_before = bayeux.stats().history_bytes;
+            for round in 0..per_channel {
+                for name in &names {
+                    bayeux.publish(name.as_str(), json!(round)).await.unwrap();
+                }
+            }
+            let stats = bayeux.stats();
+            let live = (LIVE.load(Ordering::Relaxed) - before) as f64;
+            let counted = (stats.history_bytes - counted_before) as f64;
+            let messages = (stats.history_messages - 1) as f64;
+            println!(
+                "history, {channels} channels x {per_channel} messages: {:>6.0} bytes of live \
+                 heap per retained message, {:>6.0} counted against max_history_bytes",
+                live / messages,
+                counted / messages,
             );
         }
 

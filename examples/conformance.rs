@@ -19,6 +19,8 @@
 //!   and timestamp (a `timestamp` on every message the server sends);
 //! - websocket upgrades from its own origin, from `http://allowed.test` and without `Origin`
 //!   (others get `403`), and callback-polling (JSONP) enabled;
+//! - the history of every channel under `/history/**` (the last 100 messages each; one node
+//!   only, not with `--redis`);
 //! - a policy refusing handshakes with `ext.auth.deny == true`, subscriptions under
 //!   `/forbidden/**` and client publishes under `/readonly/**`.
 //!
@@ -41,7 +43,7 @@ use clap::Parser;
 use serde_json::{Value, json};
 use tower_bayeux::ext::{AckExtension, TimestampExtension, TimesyncExtension};
 use tower_bayeux::{
-    Bayeux, BayeuxLayer, ChannelName, Message, SecurityPolicy, ServerSession, context,
+    Bayeux, BayeuxLayer, ChannelName, Message, Retention, SecurityPolicy, ServerSession, context,
 };
 
 #[derive(Parser)]
@@ -219,13 +221,14 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .callback_polling(true)
         .trust_client_session(args.trust_client_session);
     let bayeux = match args.redis {
+        // History is kept by one node's memory only: not with several nodes yet.
         #[cfg(feature = "redis")]
         Some(url) => bayeux.broker(tower_bayeux::RedisBroker::new(url)).build(),
         #[cfg(not(feature = "redis"))]
         Some(_) => {
             return Err("--redis needs the `redis` feature (cargo run --features redis)".into());
         }
-        None => bayeux.build(),
+        None => bayeux.history("/history/**", Retention::last(100)).build(),
     };
     services(&bayeux);
 

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::BayeuxBuilder;
 use crate::engine::{
-    ChannelLiteral, Engine, Error, IntoChannelName, ListenerId, ServerChannel, ServerEvent,
-    ServerSession, Stats,
+    ChannelLiteral, Engine, Error, HistoryPage, IntoChannelName, ListenerId, ServerChannel,
+    ServerEvent, ServerSession, Stats,
 };
 use crate::protocol::{ChannelName, InvalidChannel};
 use crate::transport::TransportConfig;
@@ -79,6 +79,32 @@ impl Bayeux {
     /// Publishes `data` to the broadcast channel `channel`; see [`ServerChannel::publish`].
     pub async fn publish(&self, channel: impl IntoChannelName, data: Value) -> Result<(), Error> {
         self.try_channel(channel)?.publish(data).await
+    }
+
+    /// The history of `channel` after `since` (every retained message without it), as a client
+    /// resuming there would get it: its epoch, its latest offset, whether nothing after `since`
+    /// is missing, and those messages. `epoch`, if given, must be the channel's current one
+    /// for the page to be `recovered`.
+    ///
+    /// Fails with [`Error::NoHistory`] for a channel without history.
+    pub fn history(
+        &self,
+        channel: impl IntoChannelName,
+        since: Option<u64>,
+        epoch: Option<&str>,
+    ) -> Result<HistoryPage, Error> {
+        let channel = channel.into_channel_name()?;
+        let since = since.map(|offset| crate::engine::Since {
+            offset,
+            epoch: epoch.map(str::to_owned),
+        });
+        let page = self
+            .engine
+            .inner
+            .history
+            .page(&channel, since.as_ref())
+            .ok_or(Error::NoHistory(channel))?;
+        Ok(page)
     }
 
     /// The live session with this id.

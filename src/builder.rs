@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use crate::Bayeux;
-use crate::engine::{self, Engine, Extension, QueueFullPolicy, SecurityPolicy};
+use crate::engine::{self, Engine, Extension, QueueFullPolicy, Retention, SecurityPolicy};
 use crate::transport::{SameSite, TransportConfig};
 
 /// Builds a [`Bayeux`] engine. Every setting has a default, given in its method's docs.
@@ -314,6 +314,35 @@ impl BayeuxBuilder {
     /// [`TimestampExtension`]: crate::ext::TimestampExtension
     pub fn extension(mut self, extension: impl Extension) -> Self {
         self.engine.extensions.push(Arc::new(extension));
+        self
+    }
+
+    /// Keeps the history of the broadcast channels matching `pattern` (a channel, or a pattern
+    /// such as `/chat/**`) as `retention` says, so that clients can resume where they left off
+    /// and [`Bayeux::history`] can read it. The first pattern added that matches a channel
+    /// applies to it. Every message on such a channel carries its position
+    /// (`ext.history = {"offset": N, "epoch": "E"}`); see the README's "History and replay".
+    /// An invalid literal panics, as [`ChannelName::from_static`](crate::ChannelName::from_static)
+    /// does.
+    ///
+    /// The history is kept in this node's memory. With a [`broker`](Self::broker) it is not
+    /// kept yet (the rules are ignored, and an error is logged): the nodes must share offsets.
+    ///
+    /// Default: no channel has history.
+    pub fn history(mut self, pattern: impl engine::ChannelLiteral, retention: Retention) -> Self {
+        self.engine
+            .history
+            .push((pattern.channel_name(), retention));
+        self
+    }
+
+    /// The most memory the histories of all channels may hold, counted as each retained
+    /// message's JSON plus [`HISTORY_ENTRY_COST`](crate::HISTORY_ENTRY_COST) bytes; past it
+    /// the oldest messages of all channels are dropped first.
+    ///
+    /// Default: 64 MiB.
+    pub fn max_history_bytes(mut self, bytes: usize) -> Self {
+        self.engine.max_history_bytes = bytes;
         self
     }
 

@@ -102,9 +102,10 @@ mod transport;
 pub use bayeux::Bayeux;
 pub use builder::BayeuxBuilder;
 pub use engine::{
-    BrokerStats, ChannelLiteral, Error, Extension, IntoChannelName, ListenerId, MessageEvent,
-    QueueFullPolicy, RemoveReason, SecurityPolicy, ServerChannel, ServerEvent, ServerSession,
-    SessionAttributes, SessionExtension, Stats, Verdict,
+    BrokerStats, ChannelLiteral, Error, Extension, HISTORY_ENTRY_COST, HistoryPage,
+    IntoChannelName, ListenerId, MessageEvent, QueueFullPolicy, RemoveReason, Retention,
+    SecurityPolicy, ServerChannel, ServerEvent, ServerSession, SessionAttributes, SessionExtension,
+    Stats, Verdict,
 };
 pub use layer::{BayeuxBody, BayeuxLayer, BayeuxService, NotFound, ResponseFuture};
 pub use protocol::{ChannelName, ErrorCode, Message};

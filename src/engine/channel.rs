@@ -383,10 +383,9 @@ impl ServerChannel {
         message.channel = self.name.as_str().to_owned();
         message.id = None;
         message.client_id = None;
-        if self.engine.inner.broadcast(&self.name, message).await {
-            Ok(())
-        } else {
-            Err(Error::MessageDeleted)
+        match self.engine.inner.broadcast(&self.name, message).await {
+            super::publish::Broadcasted::Sent(_) => Ok(()),
+            super::publish::Broadcasted::Dropped => Err(Error::MessageDeleted),
         }
     }
 }

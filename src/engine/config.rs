@@ -3,8 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::protocol::ChannelName;
+
 use super::broker::Broker;
 use super::extension::ErasedExtension;
+use super::history::Retention;
 use super::policy::ErasedPolicy;
 use super::queue::{QueueFullPolicy, QueueLimits};
 
@@ -28,6 +31,9 @@ pub(crate) struct Config {
     pub(crate) extensions: Vec<Arc<dyn ErasedExtension>>,
     /// `None`: a single node.
     pub(crate) broker: Option<Arc<dyn Broker>>,
+    /// Channel patterns with history, the first match applying.
+    pub(crate) history: Vec<(ChannelName, Retention)>,
+    pub(crate) max_history_bytes: usize,
     /// The connection types the transports offer, for the handshake reply.
     pub(crate) connection_types: Vec<&'static str>,
 }
@@ -55,6 +61,8 @@ impl Default for Config {
             policy: None,
             extensions: Vec::new(),
             broker: None,
+            history: Vec::new(),
+            max_history_bytes: 64 * 1024 * 1024,
             connection_types: vec!["long-polling"],
         }
     }

@@ -100,6 +100,7 @@ impl Inner {
             tracing::debug!(client_id = %session.id(), "session expired");
             self.remove_session(&session, RemoveReason::Timeout);
         }
+        self.history.sweep();
         let removed = self.channels.write().sweep();
         for name in removed {
             self.emit(&ServerEvent::ChannelRemoved(name));

@@ -13,6 +13,7 @@ mod connect;
 mod event;
 mod extension;
 mod handshake;
+mod history;
 mod lifecycle;
 mod policy;
 mod publish;
@@ -50,6 +51,8 @@ pub use broker::BrokerStats;
 pub(crate) use channel::ChannelTable;
 pub(crate) use config::Config;
 pub(crate) use connect::ConnectEnd;
+pub(crate) use history::Since;
+pub use history::{ENTRY_COST as HISTORY_ENTRY_COST, HistoryPage, Retention};
 pub(crate) use session::Delivery;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -85,6 +88,10 @@ pub enum Error {
     /// An extension dropped the message.
     #[error("an extension dropped the message")]
     MessageDeleted,
+    /// No history is kept for the channel (see
+    /// [`BayeuxBuilder::history`](crate::BayeuxBuilder::history)).
+    #[error("no history is kept for {0}")]
+    NoHistory(ChannelName),
 }
 
 /// Identifies a listener, to remove it later.
@@ -178,6 +185,8 @@ pub(crate) struct Inner {
     tasks: TaskTracker,
     /// Where broadcasts leave this node and arrive from others.
     pub(crate) broker: Arc<dyn Broker>,
+    /// The retained messages of the channels with history.
+    pub(crate) history: history::History,
     /// Set once the sweeper and the broker's background work run.
     started: AtomicBool,
     /// This engine, for the tasks it starts (which must not keep it alive).
@@ -202,6 +211,16 @@ impl Engine {
             .broker
             .clone()
             .unwrap_or_else(|| Arc::new(broker::Local));
+        let rules = if config.broker.is_some() && !config.history.is_empty() {
+            // Offsets must be shared by the nodes; the memory store is one node's.
+            tracing::error!(
+                "channel history is not kept with a broker yet: the history rules are ignored"
+            );
+            Vec::new()
+        } else {
+            config.history.clone()
+        };
+        let history = history::History::new(rules, config.max_history_bytes);
         Self {
             inner: Arc::new_cyclic(|me| Inner {
                 config,
@@ -213,6 +232,7 @@ impl Engine {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 broker,
+                history,
                 started: AtomicBool::new(false),
                 me: me.clone(),
             }),
@@ -285,6 +305,10 @@ impl Engine {
         stats.channels = self.inner.channels.read().len();
         stats.browsers = self.inner.browsers.len();
         stats.broker = self.inner.broker.stats();
+        let history = self.inner.history.stats();
+        stats.history_channels = history.channels;
+        stats.history_messages = history.messages;
+        stats.history_bytes = history.bytes;
         stats
     }
 
@@ -358,6 +382,12 @@ pub struct Stats {
     pub held_connects: usize,
     /// What the broker connecting this node to others has done (`None` for a single node).
     pub broker: Option<BrokerStats>,
+    /// Channels with a history now.
+    pub history_channels: usize,
+    /// Messages retained in the channels' histories.
+    pub history_messages: usize,
+    /// What the retained messages cost, as counted against `max_history_bytes`.
+    pub history_bytes: usize,
 }
 
 impl Inner {

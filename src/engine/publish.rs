@@ -8,6 +8,7 @@ use super::batch::failed;
 use super::broker::Broadcast;
 use super::channel::MessageEvent;
 use super::event::ServerEvent;
+use super::history::{self, Position};
 use super::queue::Push;
 use super::session::Delivery;
 use super::{Engine, Inner, ServerSession};
@@ -78,26 +79,80 @@ impl Engine {
         // Deliveries must carry `data`; clients dispatch to subscribers by it.
         message.data.get_or_insert(serde_json::Value::Null);
         let mut reply = event.reply;
-        if !self.inner.broadcast(&event.channel, message).await {
-            reply.fail(ErrorCode::MessageDeleted);
+        match self.inner.broadcast(&event.channel, message).await {
+            Broadcasted::Dropped => reply.fail(ErrorCode::MessageDeleted),
+            // The publisher learns its message's position.
+            Broadcasted::Sent(Some(position)) => history::stamp(&mut reply.ext, &position),
+            Broadcasted::Sent(None) => {}
         }
         (request, reply)
     }
 }
 
+/// What became of a broadcast.
+pub(crate) enum Broadcasted {
+    /// An extension dropped it.
+    Dropped,
+    /// Sent, at this position on a channel with history.
+    Sent(Option<Position>),
+}
+
 impl Inner {
     /// Publishes `message` on `channel` from this node (a client's publish or the server API's):
     /// server extensions see it once, then it leaves for other nodes through the broker and
-    /// reaches this node's subscribers. Returns `false` if an extension dropped it.
-    pub(crate) async fn broadcast(&self, channel: &ChannelName, mut message: Message) -> bool {
+    /// reaches this node's subscribers.
+    ///
+    /// On a channel with history the message gets its position (`ext.history`) and is
+    /// retained, and all that happens under the channel's history lock, so that a subscription
+    /// resuming from a position sees it either in its replay or live.
+    pub(crate) async fn broadcast(
+        &self,
+        channel: &ChannelName,
+        mut message: Message,
+    ) -> Broadcasted {
         if self.has_extensions() && !self.extend_outgoing(None, None, &mut message).await {
-            return false;
+            return Broadcasted::Dropped;
         }
-        let broadcast = Broadcast::new(channel.clone(), message);
         self.ensure_started();
+        let Some(retention) = self.history.retention(channel) else {
+            let broadcast = Broadcast::new(channel.clone(), message);
+            self.broker.publish(&broadcast);
+            self.fan_out(&broadcast).await;
+            return Broadcasted::Sent(None);
+        };
+        let _order = self.history.lock(channel).await;
+        let position = self.history.next_position(channel, retention);
+        history::stamp(&mut message.ext, &position);
+        let broadcast = Broadcast::new(channel.clone(), message);
+        self.history
+            .append(channel, &position, broadcast.delivery().clone());
         self.broker.publish(&broadcast);
         self.fan_out(&broadcast).await;
-        true
+        Broadcasted::Sent(Some(position))
+    }
+
+    /// Queues a subscription's replay for `session`, oldest first (each through the session's
+    /// extensions if it has any).
+    pub(crate) async fn replay_to(&self, session: &ServerSession, deliveries: &[Delivery]) {
+        for delivery in deliveries {
+            let push = if session.has_extensions() {
+                let Some(mut message) = crate::protocol::parse_messages(delivery.json())
+                    .ok()
+                    .and_then(|mut messages| messages.pop())
+                else {
+                    continue;
+                };
+                if !session.extend_outgoing(None, &mut message).await {
+                    continue;
+                }
+                session.enqueue(Delivery::new(&message))
+            } else {
+                session.enqueue(delivery.clone())
+            };
+            if !matches!(push, Some(Push::Queued)) {
+                self.queued(session, push);
+            }
+        }
     }
 
     /// Where a broadcast enters this node, published here or arriving from another node: it

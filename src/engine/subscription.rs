@@ -4,6 +4,7 @@ use crate::protocol::{ChannelName, ErrorCode, Message};
 
 use super::batch::unknown_session;
 use super::event::ServerEvent;
+use super::history::Since;
 use super::{Engine, ServerSession};
 
 impl Engine {
@@ -52,6 +53,38 @@ impl Engine {
             }
         }
 
+        // A subscription to one channel with history starts at a position: the channel's
+        // latest, or where the client asks to resume (`ext.history.since`).
+        let since = match Since::from_ext(message.ext.as_ref()) {
+            Ok(since) => since,
+            Err(()) => {
+                reply.fail(ErrorCode::HistorySinceInvalid);
+                return reply;
+            }
+        };
+        let history = match channels.as_slice() {
+            [channel] if channel.is_wild() && since.is_some() => {
+                reply.fail(ErrorCode::HistorySinceWildcard);
+                return reply;
+            }
+            [channel] => self
+                .inner
+                .history
+                .retention(channel)
+                .map(|retention| (channel.clone(), retention)),
+            _ if since.is_some() => {
+                reply.fail(ErrorCode::HistorySinceInvalid);
+                return reply;
+            }
+            _ => None,
+        };
+        // Held from adding the subscriber until its replay is queued: a message published on
+        // the channel meanwhile waits, then reaches it live (it is not in the replay).
+        let order = match &history {
+            Some((channel, _)) => Some(self.inner.history.lock(channel).await),
+            None => None,
+        };
+
         let mut events = Vec::new();
         let mut interest = Vec::new();
         {
@@ -96,6 +129,15 @@ impl Engine {
                 }
             }
         }
+        let replay = history.map(|(channel, retention)| {
+            self.inner
+                .history
+                .replay(&channel, retention, since.as_ref())
+        });
+        if let Some(replay) = &replay {
+            self.inner.replay_to(session, &replay.deliveries).await;
+        }
+        drop(order);
         for event in &events {
             self.inner.emit(event);
         }
@@ -105,6 +147,12 @@ impl Engine {
             let _ = tokio::time::timeout(super::broker::BROKER_WAIT, ready).await;
         }
         reply.successful = Some(true);
+        if let Some(replay) = replay {
+            reply
+                .ext
+                .get_or_insert_with(Default::default)
+                .insert("history".to_owned(), replay.to_json());
+        }
         reply
     }
 

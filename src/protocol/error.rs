@@ -44,6 +44,12 @@ pub enum ErrorCode {
     /// `409::multiple_clients`: another session of the same browser holds the long-poll and
     /// the server is configured not to let the others poll.
     MultipleClients,
+    /// `400::history_since_invalid`: `ext.history.since` is not a non-negative integer (or its
+    /// `epoch` not a string), or the subscribe names several channels.
+    HistorySinceInvalid,
+    /// `400::history_since_wildcard`: `ext.history.since` on a wildcard subscription (history
+    /// positions belong to single channels).
+    HistorySinceWildcard,
 }
 
 impl ErrorCode {
@@ -65,13 +71,15 @@ impl ErrorCode {
             Self::SubscriptionLimit => "403::subscription_limit",
             Self::TooManySessions => "403::too_many_sessions",
             Self::ShuttingDown => "503::shutting_down",
+            Self::HistorySinceInvalid => "400::history_since_invalid",
+            Self::HistorySinceWildcard => "400::history_since_wildcard",
         }
     }
 
     /// The numeric code (`402` for `402::session_unknown`).
     pub const fn code(self) -> u16 {
         match self {
-            Self::ChannelMissing => 400,
+            Self::ChannelMissing | Self::HistorySinceInvalid | Self::HistorySinceWildcard => 400,
             Self::SessionUnknown => 402,
             Self::ChannelInvalid | Self::SubscriptionInvalid => 405,
             Self::MessageDeleted => 404,
@@ -116,6 +124,8 @@ mod tests {
             ErrorCode::SubscriptionLimit,
             ErrorCode::TooManySessions,
             ErrorCode::ShuttingDown,
+            ErrorCode::HistorySinceInvalid,
+            ErrorCode::HistorySinceWildcard,
         ] {
             let s = code.as_str();
             assert!(s.starts_with(&format!("{}::", code.code())), "{s}");
