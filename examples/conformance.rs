@@ -19,8 +19,8 @@
 //!   and timestamp (a `timestamp` on every message the server sends);
 //! - websocket upgrades from its own origin, from `http://allowed.test` and without `Origin`
 //!   (others get `403`), and callback-polling (JSONP) enabled;
-//! - the history of every channel under `/history/**` (the last 100 messages each; one node
-//!   only, not with `--redis`);
+//! - the history of every channel under `/history/**` (the last 100 messages each; with
+//!   `--redis`, kept in Redis and shared by the nodes);
 //! - a policy refusing handshakes with `ext.auth.deny == true`, subscriptions under
 //!   `/forbidden/**` and client publishes under `/readonly/**`.
 //!
@@ -219,16 +219,16 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .websocket(!args.no_websocket)
         .websocket_allowed_origin("http://allowed.test")
         .callback_polling(true)
-        .trust_client_session(args.trust_client_session);
+        .trust_client_session(args.trust_client_session)
+        .history("/history/**", Retention::last(100));
     let bayeux = match args.redis {
-        // History is kept by one node's memory only: not with several nodes yet.
         #[cfg(feature = "redis")]
         Some(url) => bayeux.broker(tower_bayeux::RedisBroker::new(url)).build(),
         #[cfg(not(feature = "redis"))]
         Some(_) => {
             return Err("--redis needs the `redis` feature (cargo run --features redis)".into());
         }
-        None => bayeux.history("/history/**", Retention::last(100)).build(),
+        None => bayeux.build(),
     };
     services(&bayeux);
 

@@ -84,27 +84,27 @@ impl Bayeux {
     /// The history of `channel` after `since` (every retained message without it), as a client
     /// resuming there would get it: its epoch, its latest offset, whether nothing after `since`
     /// is missing, and those messages. `epoch`, if given, must be the channel's current one
-    /// for the page to be `recovered`.
+    /// for the page to be `recovered`. With a broker that keeps the history (Redis), it is
+    /// read from there.
     ///
-    /// Fails with [`Error::NoHistory`] for a channel without history.
-    pub fn history(
+    /// Fails with [`Error::NoHistory`] for a channel without history, and with
+    /// [`Error::HistoryUnavailable`] when the broker keeping it cannot be reached.
+    pub async fn history(
         &self,
         channel: impl IntoChannelName,
         since: Option<u64>,
         epoch: Option<&str>,
     ) -> Result<HistoryPage, Error> {
         let channel = channel.into_channel_name()?;
-        let since = since.map(|offset| crate::engine::Since {
-            offset,
-            epoch: epoch.map(str::to_owned),
-        });
-        let page = self
-            .engine
-            .inner
-            .history
-            .page(&channel, since.as_ref())
-            .ok_or(Error::NoHistory(channel))?;
-        Ok(page)
+        let read = match since {
+            Some(offset) => crate::engine::HistoryRead::After(crate::engine::Since {
+                offset,
+                epoch: epoch.map(str::to_owned),
+            }),
+            None => crate::engine::HistoryRead::All,
+        };
+        let replay = self.engine.inner.read_history(&channel, read).await?;
+        Ok(replay.into_page())
     }
 
     /// The live session with this id.
@@ -132,6 +132,8 @@ impl Bayeux {
             return session.deliver(channel, data).await;
         }
         let message = crate::Message::with_data(channel.as_str(), data);
+        // Perhaps the first thing this node does: its broker must be running.
+        self.engine.ensure_started();
         match self
             .engine
             .inner

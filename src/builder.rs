@@ -325,8 +325,8 @@ impl BayeuxBuilder {
     /// An invalid literal panics, as [`ChannelName::from_static`](crate::ChannelName::from_static)
     /// does.
     ///
-    /// The history is kept in this node's memory. With a [`broker`](Self::broker) it is not
-    /// kept yet (the rules are ignored, and an error is logged): the nodes must share offsets.
+    /// The history is kept in this node's memory, or with a Redis
+    /// [`broker`](Self::broker), in Redis, shared by the nodes (same offsets everywhere).
     ///
     /// Default: no channel has history.
     pub fn history(mut self, pattern: impl engine::ChannelLiteral, retention: Retention) -> Self {

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
 use tower_bayeux::{
-    Bayeux, BayeuxBuilder, Error, Message, RedisBroker, ServerEvent, ServerSession,
+    Bayeux, BayeuxBuilder, Error, Message, RedisBroker, Retention, ServerEvent, ServerSession,
     SessionExtension,
 };
 
@@ -220,6 +220,13 @@ async fn deliver_reaches_a_session_on_another_node_and_fails_once_that_node_is_g
             [&json!({"channel": "/direct", "data": "to you"})]
         );
 
+        // From a node that has served nobody yet (its broker starts on demand).
+        let c = node(&redis);
+        c.deliver(&on_a.client_id, "/direct", json!("from c"))
+            .await
+            .unwrap();
+        assert_eq!(data_of(&on_a.connect(None).await), [json!("from c")]);
+
         // Not an id of this space: no node could hold it.
         let err = b
             .deliver("not-an-id", "/direct", json!(1))
@@ -229,7 +236,8 @@ async fn deliver_reaches_a_session_on_another_node_and_fails_once_that_node_is_g
 
         let gone = on_a.client_id.clone();
         a.shutdown().await;
-        eventually("A leaves Redis", async || redis.channels().await.len() == 1).await;
+        // B's and C's node channels are left.
+        eventually("A leaves Redis", async || redis.channels().await.len() == 2).await;
         let err = b.deliver(&gone, "/direct", json!(1)).await.unwrap_err();
         assert!(
             matches!(&err, Error::NodeUnreachable { client_id, .. } if *client_id == gone),
@@ -614,6 +622,305 @@ async fn each_publishers_messages_arrive_once_and_in_order_with_publishers_on_bo
         for task in tasks {
             task.await.unwrap();
         }
+    })
+    .await
+    .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channel history kept in Redis, shared by the nodes
+// ---------------------------------------------------------------------------------------------
+
+fn history_node(redis: &RedisServer) -> Bayeux {
+    builder(redis)
+        .history("/chat/**", Retention::last(100))
+        .build()
+}
+
+/// Connects until `n` deliveries came (or ten seconds passed); returns the whole messages.
+async fn receive_messages(client: &Client, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "not received in time; got {got:?}"
+        );
+        got.extend(deliveries(&client.connect(None).await).into_iter().cloned());
+    }
+    assert_eq!(got.len(), n, "more than expected: {got:?}");
+    got
+}
+
+fn offsets(messages: &[Value]) -> Vec<u64> {
+    messages
+        .iter()
+        .map(|m| m["ext"]["history"]["offset"].as_u64().unwrap())
+        .collect()
+}
+
+/// Subscribes resuming after `since` in `epoch`; returns the reply.
+async fn resume(client: &Client, channel: &str, since: u64, epoch: &str) -> Value {
+    let reply = client
+        .send(vec![json!({
+            "channel": "/meta/subscribe",
+            "subscription": channel,
+            "ext": {"history": {"since": since, "epoch": epoch}},
+        })])
+        .await;
+    reply.last().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_share_one_history_with_one_order_of_offsets() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let (a, b) = (history_node(&redis), history_node(&redis));
+        // Readers on both nodes; publishers on both, racing.
+        let readers = [Client::connected(&a).await, Client::connected(&b).await];
+        let mut epochs = Vec::new();
+        for reader in &readers {
+            let reply = reader.subscribe("/chat/room").await;
+            epochs.push(reply["ext"]["history"]["epoch"].clone());
+            assert_eq!(reply["ext"]["history"]["offset"], 0);
+        }
+        assert_eq!(
+            epochs[0], epochs[1],
+            "one epoch for the channel in the whole space"
+        );
+        let mut publishing = Vec::new();
+        for (from, bayeux) in [&a, &b, &a, &b].into_iter().enumerate() {
+            let publisher = Client::connected(bayeux).await;
+            publishing.push(tokio::spawn(async move {
+                let mut positions = Vec::new();
+                for n in 0..25 {
+                    let reply = publisher
+                        .publish("/chat/room", json!({"from": from, "n": n}))
+                        .await;
+                    positions.push(reply.last().unwrap()["ext"]["history"]["offset"].clone());
+                }
+                positions
+            }));
+        }
+        let mut published = Vec::new();
+        for task in publishing {
+            published.extend(task.await.unwrap());
+        }
+        published.sort_by_key(|offset| offset.as_u64());
+        assert_eq!(
+            published,
+            (1..=100).map(Value::from).collect::<Vec<_>>(),
+            "every publish got its own offset"
+        );
+        let mut orders = Vec::new();
+        for reader in &readers {
+            let got = receive_messages(reader, 100).await;
+            assert_eq!(
+                offsets(&got),
+                (1..=100).collect::<Vec<_>>(),
+                "in offset order"
+            );
+            for from in 0..4 {
+                let sequence: Vec<u64> = got
+                    .iter()
+                    .filter(|m| m["data"]["from"] == from)
+                    .map(|m| m["data"]["n"].as_u64().unwrap())
+                    .collect();
+                assert_eq!(sequence, (0..25).collect::<Vec<_>>());
+            }
+            orders.push(got);
+        }
+        assert_eq!(
+            orders[0], orders[1],
+            "the same messages in the same order on both nodes"
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_node_after_its_node_stopped() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let (a, b) = (history_node(&redis), history_node(&redis));
+        let writer = Client::connected(&b).await;
+        let moving = Client::connected(&a).await;
+        let epoch = moving.subscribe("/chat/room").await["ext"]["history"]["epoch"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for n in 1..=3 {
+            writer.publish("/chat/room", json!(n)).await;
+        }
+        assert_eq!(offsets(&receive_messages(&moving, 3).await), [1, 2, 3]);
+        a.shutdown().await;
+        for n in 4..=6 {
+            writer.publish("/chat/room", json!(n)).await;
+        }
+
+        // On B, a new session resumes where the old one stopped.
+        let moved = Client::connected(&b).await;
+        let reply = resume(&moved, "/chat/room", 3, &epoch).await;
+        assert_eq!(
+            reply["ext"]["history"],
+            json!({"recovered": true, "epoch": epoch, "offset": 6})
+        );
+        writer.publish("/chat/room", json!(7)).await;
+        let got = receive_messages(&moved, 4).await;
+        assert_eq!(offsets(&got), [4, 5, 6, 7]);
+        assert_eq!(data_of(&got), [json!(4), json!(5), json!(6), json!(7)]);
+        let page = b
+            .history("/chat/room", Some(5), Some(&epoch))
+            .await
+            .unwrap();
+        assert!(page.recovered);
+        assert_eq!(page.messages.len(), 2);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resuming_subscription_racing_publishes_on_another_node_gets_every_offset_once() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let (a, b) = (history_node(&redis), history_node(&redis));
+        const MESSAGES: u64 = 200;
+        let publisher = Client::connected(&a).await;
+        let publishing = tokio::spawn(async move {
+            for n in 0..MESSAGES {
+                publisher.publish("/chat/race", json!(n)).await;
+            }
+        });
+        // Readers join on B while A publishes, each resuming a few messages back.
+        let mut readers = Vec::new();
+        for reader in 0..6u64 {
+            let b = b.clone();
+            readers.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(reader * 7)).await;
+                let client = Client::connected(&b).await;
+                let page = b.history("/chat/race", None, None).await.unwrap();
+                let since = page.offset.saturating_sub(3);
+                let reply = resume(&client, "/chat/race", since, &page.epoch).await;
+                assert_eq!(reply["ext"]["history"]["recovered"], true, "{reply}");
+                let got = receive_messages(&client, (MESSAGES - since) as usize).await;
+                assert_eq!(
+                    offsets(&got),
+                    (since + 1..=MESSAGES).collect::<Vec<_>>(),
+                    "reader {reader} after {since}"
+                );
+            }));
+        }
+        publishing.await.unwrap();
+        for reader in readers {
+            reader.await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_node_missed_is_read_back_from_the_history() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let a = builder(&redis)
+            .broker(
+                RedisBroker::new(redis.url())
+                    .prefix("test:")
+                    .inbound_capacity(4),
+            )
+            .history("/chat/**", Retention::last(100))
+            .build();
+        let b = history_node(&redis);
+        let reader = Client::connected(&a).await;
+        reader.subscribe("/chat/room").await;
+        let gate = Arc::new(Semaphore::new(0));
+        a.session(&reader.client_id)
+            .unwrap()
+            .add_extension(Gate(gate.clone()));
+        // A holds one message in the gated extension, 4 wait in its buffer, the rest is
+        // dropped there.
+        let publisher = Client::connected(&b).await;
+        for n in 1..=50 {
+            publisher.publish("/chat/room", json!(n)).await;
+        }
+        eventually("A drops what does not fit", async || {
+            a.stats().broker.unwrap().dropped_in >= 45
+        })
+        .await;
+        gate.add_permits(10_000);
+        // The next message shows the gap: A reads the missing ones back first.
+        publisher.publish("/chat/room", json!(51)).await;
+        let got = receive_messages(&reader, 51).await;
+        assert_eq!(offsets(&got), (1..=51).collect::<Vec<_>>());
+        let stats = a.stats().broker.unwrap();
+        // Every dropped message was read back (and the 51st too, if it was published by the
+        // time A read the history back: its live copy was then skipped).
+        assert!(
+            (stats.dropped_in..=stats.dropped_in + 1).contains(&stats.recovered),
+            "{stats:?}"
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_starts_a_new_epoch_and_old_positions_are_not_recovered() {
+    timeout(LIMIT, async {
+        let mut redis = RedisServer::start().await;
+        let (a, b) = (history_node(&redis), history_node(&redis));
+        let writer = Client::connected(&a).await;
+        for n in 1..=3 {
+            writer.publish("/chat/room", json!(n)).await;
+        }
+        let old = b.history("/chat/room", None, None).await.unwrap();
+        assert_eq!((old.offset, old.messages.len()), (3, 3));
+
+        redis.restart().await;
+        // While the nodes reconnect, a publish on a channel with history may be refused (it
+        // cannot get its offset); once they are back it goes through.
+        eventually("both nodes reconnect", async || {
+            a.stats().broker.unwrap().connected && b.stats().broker.unwrap().connected
+        })
+        .await;
+        let reply = writer.publish("/chat/room", json!(4)).await;
+        let position = &reply.last().unwrap()["ext"]["history"];
+        assert_eq!(position["offset"], 1, "the history was lost with Redis");
+        assert_ne!(position["epoch"], old.epoch.as_str());
+
+        let late = Client::connected(&b).await;
+        let reply = resume(&late, "/chat/room", 3, &old.epoch).await;
+        assert_eq!(reply["ext"]["history"]["recovered"], false);
+        assert_eq!(reply["ext"]["history"]["offset"], 1);
+        writer.publish("/chat/room", json!(5)).await;
+        let got = receive_messages(&late, 1).await;
+        assert_eq!(offsets(&got), [2], "nothing old, then live");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_publish_with_history_is_refused_not_lost() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::not_started();
+        let a = history_node(&redis);
+        let client = Client::connected(&a).await;
+        let reply = client.subscribe("/chat/room").await;
+        assert_eq!(reply["successful"], true);
+        assert_eq!(reply["ext"]["history"], json!({"recovered": false}));
+        let reply = client.publish("/chat/room", json!("x")).await;
+        assert_eq!(reply.last().unwrap()["successful"], false);
+        assert_eq!(reply.last().unwrap()["error"], "503::history_unavailable");
+        let err = a.publish("/chat/room", json!("y")).await.unwrap_err();
+        assert!(matches!(err, Error::HistoryUnavailable(_)), "{err:?}");
+        // Channels without history still work locally.
+        client.subscribe("/plain").await;
+        client.publish("/plain", json!("z")).await;
+        assert_eq!(data_of(&client.connect(None).await), [json!("z")]);
     })
     .await
     .unwrap();

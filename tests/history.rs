@@ -100,7 +100,7 @@ async fn live_messages_carry_their_position_and_subscribers_learn_where_they_sta
     );
     // Per channel: another room counts from one, with an epoch of its own.
     writer.publish("/chat/other", json!("x")).await;
-    let other = bayeux.history("/chat/other", None, None).unwrap();
+    let other = bayeux.history("/chat/other", None, None).await.unwrap();
     assert_eq!(other.offset, 1);
     assert_ne!(other.epoch, epoch);
     // A wildcard subscriber sees the channel's positions too.
@@ -174,7 +174,7 @@ async fn a_position_out_of_the_window_or_of_another_epoch_is_not_recovered() {
         for n in 1..=8 {
             writer.publish("/chat/room", json!(n)).await;
         }
-        let page = bayeux.history("/chat/room", None, None).unwrap();
+        let page = bayeux.history("/chat/room", None, None).await.unwrap();
         // Retained: the last five, 4 to 8.
         assert_eq!(page.messages.len(), 5);
         let epoch = if same_epoch {
@@ -235,7 +235,7 @@ async fn malformed_or_wildcard_positions_are_refused_clearly() {
     assert!(reply.get("ext").is_none());
 
     assert!(matches!(
-        bayeux.history("/plain", None, None),
+        bayeux.history("/plain", None, None).await,
         Err(Error::NoHistory(_))
     ));
 }
@@ -280,7 +280,7 @@ async fn race() {
                 tokio::task::yield_now().await;
             }
             let client = Arc::new(Client::connected(&bayeux).await);
-            let page = bayeux.history(room, None, None).unwrap();
+            let page = bayeux.history(room, None, None).await.unwrap();
             let since = page.offset.saturating_sub(3);
             let reply = resume(&client, room, since, &page.epoch).await;
             assert_eq!(reply["ext"]["history"]["recovered"], true, "{reply}");
@@ -322,7 +322,9 @@ async fn the_histories_of_ten_thousand_channels_stay_within_the_total_bound() {
                 )
                 .await
                 .unwrap();
-            first_epoch.get_or_insert_with(|| bayeux.history("/many/0", None, None).unwrap().epoch);
+            if first_epoch.is_none() {
+                first_epoch = Some(bayeux.history("/many/0", None, None).await.unwrap().epoch);
+            }
         }
         let stats = bayeux.stats();
         assert!(stats.history_bytes <= BOUND, "{stats:?}");
@@ -338,11 +340,12 @@ async fn the_histories_of_ten_thousand_channels_stay_within_the_total_bound() {
     assert!(stats.history_channels <= stats.history_messages);
     // The newest messages survive, the oldest went first, and with them their channels'
     // positions: a client resuming there is told.
-    let last = bayeux.history("/many/9999", None, None).unwrap();
+    let last = bayeux.history("/many/9999", None, None).await.unwrap();
     assert_eq!(last.messages.len(), 1);
     assert_eq!(last.messages[0].data.as_ref().unwrap()["round"], 3);
     let first = bayeux
         .history("/many/0", Some(0), first_epoch.as_deref())
+        .await
         .unwrap();
     assert!(!first.recovered);
     assert!(first.messages.is_empty());
@@ -363,7 +366,7 @@ async fn messages_older_than_the_retention_age_are_dropped() {
     tokio::time::sleep(Duration::from_secs(20)).await;
     bayeux.publish("/news", json!("new")).await.unwrap();
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let page = bayeux.history("/news", None, None).unwrap();
+    let page = bayeux.history("/news", None, None).await.unwrap();
     assert_eq!(page.offset, 2);
     let data: Vec<Value> = page
         .messages
@@ -371,6 +374,18 @@ async fn messages_older_than_the_retention_age_are_dropped() {
         .map(|m| m.data.clone().unwrap())
         .collect();
     assert_eq!(data, [json!("new")]);
-    assert!(!bayeux.history("/news", Some(0), None).unwrap().recovered);
-    assert!(bayeux.history("/news", Some(1), None).unwrap().recovered);
+    assert!(
+        !bayeux
+            .history("/news", Some(0), None)
+            .await
+            .unwrap()
+            .recovered
+    );
+    assert!(
+        bayeux
+            .history("/news", Some(1), None)
+            .await
+            .unwrap()
+            .recovered
+    );
 }

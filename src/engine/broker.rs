@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 use crate::protocol::{ChannelName, Message, parse_messages};
 
+use super::history::{Position, Read, Replay, Retention, Unpositioned};
 use super::session::Delivery;
 use super::{BoxFuture, Error, Inner};
 
@@ -113,6 +114,9 @@ pub struct BrokerStats {
     pub reconnects: u64,
     /// Channels and patterns this node is subscribed to at the broker now.
     pub subscriptions: usize,
+    /// Messages of channels with history that this node missed (a lost connection, a full
+    /// inbound buffer) and read back from the history before going on.
+    pub recovered: u64,
 }
 
 /// Passes what this node publishes on to the other nodes, and brings in theirs.
@@ -161,6 +165,38 @@ pub(crate) trait Broker: Send + Sync + 'static {
     ) -> Option<BoxFuture<'static, Result<(), Error>>> {
         let _ = (client_id, message);
         None
+    }
+
+    /// Whether the broker keeps the channels' history (shared by every node) instead of this
+    /// node's memory. Then a broadcast on a channel with history gets its position from
+    /// [`publish_history`](Self::publish_history) and reaches every node's subscribers, this
+    /// node's included, through
+    /// [`Inner::fan_out_positioned`](super::Inner::fan_out_positioned).
+    fn keeps_history(&self) -> bool {
+        false
+    }
+
+    /// Gives `message` the next position of `channel`'s history, keeps it, and sends it to
+    /// every node with subscribers for it.
+    fn publish_history(
+        &self,
+        channel: &ChannelName,
+        retention: Retention,
+        message: Unpositioned,
+    ) -> BoxFuture<'static, Result<Position, Error>> {
+        let _ = (channel, retention, message);
+        Box::pin(async { Err(Error::HistoryUnavailable("no broker keeps it".to_owned())) })
+    }
+
+    /// Reads `channel`'s position, and as much of its history as `read` asks.
+    fn read_history(
+        &self,
+        channel: &ChannelName,
+        retention: Retention,
+        read: Read,
+    ) -> BoxFuture<'static, Result<Replay, Error>> {
+        let _ = (channel, retention, read);
+        Box::pin(async { Err(Error::HistoryUnavailable("no broker keeps it".to_owned())) })
     }
 
     /// The node has shut down: stop the background work, after sending what was handed over.

@@ -386,6 +386,7 @@ impl ServerChannel {
         match self.engine.inner.broadcast(&self.name, message).await {
             super::publish::Broadcasted::Sent(_) => Ok(()),
             super::publish::Broadcasted::Dropped => Err(Error::MessageDeleted),
+            super::publish::Broadcasted::Failed(err) => Err(err),
         }
     }
 }

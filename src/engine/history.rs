@@ -142,6 +142,17 @@ impl Since {
     }
 }
 
+/// What to read of a channel's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// Its position only.
+    Position,
+    /// The messages after a position.
+    After(Since),
+    /// Every retained message.
+    All,
+}
+
 /// What a subscription with history starts with.
 pub(crate) struct Replay {
     pub(crate) epoch: Arc<str>,
@@ -154,6 +165,16 @@ pub(crate) struct Replay {
 }
 
 impl Replay {
+    /// As the server API returns it.
+    pub(crate) fn into_page(self) -> HistoryPage {
+        HistoryPage {
+            epoch: self.epoch.to_string(),
+            offset: self.offset,
+            recovered: self.recovered.unwrap_or(true),
+            messages: messages(&self.deliveries),
+        }
+    }
+
     /// The subscribe reply's `ext.history`.
     pub(crate) fn to_json(&self) -> Value {
         let mut value = json!({"epoch": &*self.epoch, "offset": self.offset});
@@ -307,7 +328,7 @@ impl History {
         &self,
         channel: &ChannelName,
         retention: Retention,
-        since: Option<&Since>,
+        read: &Read,
     ) -> Replay {
         let now = Instant::now();
         let mut store = self.store.lock();
@@ -321,39 +342,19 @@ impl History {
             recovered: None,
             deliveries: Vec::new(),
         };
-        if let Some(since) = since {
-            let (recovered, deliveries) = log.after(since);
-            replay.recovered = Some(recovered);
-            replay.deliveries = deliveries;
+        match read {
+            Read::Position => {}
+            Read::After(since) => {
+                let (recovered, deliveries) = log.after(since);
+                replay.recovered = Some(recovered);
+                replay.deliveries = deliveries;
+            }
+            Read::All => {
+                replay.recovered = Some(true);
+                replay.deliveries = log.entries.iter().map(|e| e.delivery.clone()).collect();
+            }
         }
         replay
-    }
-
-    /// For the server API: the page of `channel` after `since` (everything retained without
-    /// it). `None` when the channel has no history configured.
-    pub(crate) fn page(&self, channel: &ChannelName, since: Option<&Since>) -> Option<HistoryPage> {
-        let retention = self.retention(channel)?;
-        let now = Instant::now();
-        let (epoch, offset, recovered, deliveries) = {
-            let mut store = self.store.lock();
-            store.log(channel, retention, now);
-            store.enforce(self.max_bytes);
-            let log = store.log(channel, retention, now);
-            let (recovered, deliveries) = match since {
-                Some(since) => log.after(since),
-                None => (
-                    true,
-                    log.entries.iter().map(|e| e.delivery.clone()).collect(),
-                ),
-            };
-            (log.epoch.clone(), log.offset, recovered, deliveries)
-        };
-        Some(HistoryPage {
-            epoch: epoch.to_string(),
-            offset,
-            recovered,
-            messages: messages(&deliveries),
-        })
     }
 
     /// Drops expired messages, and forgets channels left without messages for a while.
@@ -486,30 +487,77 @@ impl Log {
 
     /// Whether every message after `since` is retained, and if so those messages.
     fn after(&self, since: &Since) -> (bool, Vec<Delivery>) {
-        if since
-            .epoch
-            .as_deref()
-            .is_some_and(|epoch| epoch != &*self.epoch)
-            || since.offset > self.offset
-        {
+        after(
+            since,
+            &self.epoch,
+            self.offset,
+            self.entries
+                .iter()
+                .map(|entry| (entry.offset, &entry.delivery)),
+        )
+    }
+}
+
+/// Whether every message of a channel after `since` is among `retained` (its retained
+/// messages, oldest first, the latest being `latest` in `epoch`), and if so those messages.
+pub(crate) fn after<'a>(
+    since: &Since,
+    epoch: &str,
+    latest: u64,
+    retained: impl Iterator<Item = (u64, &'a Delivery)>,
+) -> (bool, Vec<Delivery>) {
+    if since.epoch.as_deref().is_some_and(|asked| asked != epoch) || since.offset > latest {
+        return (false, Vec::new());
+    }
+    let mut deliveries = Vec::new();
+    // The next offset the client needs.
+    let mut next = since.offset + 1;
+    for (offset, delivery) in retained {
+        if offset < next {
+            continue;
+        }
+        if offset > next {
+            // A message after `since` is gone.
             return (false, Vec::new());
         }
-        // The first offset still retained (the next one when none is).
-        let first = self
-            .entries
-            .front()
-            .map_or(self.offset + 1, |entry| entry.offset);
-        if since.offset + 1 < first {
-            return (false, Vec::new());
+        deliveries.push(delivery.clone());
+        next += 1;
+    }
+    if next <= latest {
+        return (false, Vec::new());
+    }
+    (true, deliveries)
+}
+
+/// A broadcast serialised around the place of its position: `prefix`, then
+/// `{"offset":N,"epoch":"E"}`, then `suffix` is the message with its `ext.history`, for a
+/// broker that gives the position itself.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct Unpositioned {
+    pub(crate) prefix: Bytes,
+    pub(crate) suffix: Bytes,
+}
+
+impl Unpositioned {
+    pub(crate) fn new(message: &crate::Message) -> Self {
+        // A marker no message can contain: random per process.
+        static MARKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let marker = MARKER.get_or_init(|| format!("\u{0}{}", super::random_id()));
+        let mut marked = message.clone();
+        marked
+            .ext
+            .get_or_insert_with(Map::new)
+            .insert("history".to_owned(), Value::String(marker.clone()));
+        let json = Bytes::from(marked.to_json());
+        let needle = serde_json::to_vec(marker).unwrap_or_default();
+        let at = json
+            .windows(needle.len())
+            .position(|window| window == needle.as_slice())
+            .expect("the marker is in the message");
+        Self {
+            prefix: json.slice(..at),
+            suffix: json.slice(at + needle.len()..),
         }
-        let skip = usize::try_from(since.offset + 1 - first).unwrap_or(usize::MAX);
-        let deliveries = self
-            .entries
-            .iter()
-            .skip(skip)
-            .map(|entry| entry.delivery.clone())
-            .collect();
-        (true, deliveries)
     }
 }
 
@@ -606,24 +654,24 @@ mod tests {
             publish(&history, &a, n);
         }
         // Retained: 3, 4, 5.
-        let replay = history.replay(&a, retention, Some(&since(3, &epoch)));
+        let replay = history.replay(&a, retention, &Read::After(since(3, &epoch)));
         assert_eq!(replay.recovered, Some(true));
         assert_eq!(replay.offset, 5);
         assert_eq!(data(&replay.deliveries).len(), 2);
         assert!(data(&replay.deliveries)[0].contains(":4}"));
-        let replay = history.replay(&a, retention, Some(&since(2, &epoch)));
+        let replay = history.replay(&a, retention, &Read::After(since(2, &epoch)));
         assert_eq!(replay.recovered, Some(true), "3 is still there");
         assert_eq!(replay.deliveries.len(), 3);
-        let replay = history.replay(&a, retention, Some(&since(1, &epoch)));
+        let replay = history.replay(&a, retention, &Read::After(since(1, &epoch)));
         assert_eq!(replay.recovered, Some(false), "2 is gone");
         assert!(replay.deliveries.is_empty());
-        let replay = history.replay(&a, retention, Some(&since(5, &epoch)));
+        let replay = history.replay(&a, retention, &Read::After(since(5, &epoch)));
         assert_eq!((replay.recovered, replay.deliveries.len()), (Some(true), 0));
-        let replay = history.replay(&a, retention, Some(&since(3, "other")));
+        let replay = history.replay(&a, retention, &Read::After(since(3, "other")));
         assert_eq!(replay.recovered, Some(false), "another epoch");
-        let replay = history.replay(&a, retention, Some(&since(9, &epoch)));
+        let replay = history.replay(&a, retention, &Read::After(since(9, &epoch)));
         assert_eq!(replay.recovered, Some(false), "from the future");
-        let replay = history.replay(&a, retention, None);
+        let replay = history.replay(&a, retention, &Read::Position);
         assert_eq!((replay.recovered, replay.offset), (None, 5));
     }
 
@@ -638,9 +686,9 @@ mod tests {
         tokio::time::advance(Duration::from_secs(6)).await;
         history.sweep();
         assert_eq!(history.stats().messages, 1);
-        let replay = history.replay(&a, retention, Some(&since(0, &epoch)));
+        let replay = history.replay(&a, retention, &Read::After(since(0, &epoch)));
         assert_eq!(replay.recovered, Some(false), "1 expired");
-        let replay = history.replay(&a, retention, Some(&since(1, &epoch)));
+        let replay = history.replay(&a, retention, &Read::After(since(1, &epoch)));
         assert_eq!(replay.deliveries.len(), 1);
         tokio::time::advance(Duration::from_secs(10)).await;
         history.sweep();
@@ -672,13 +720,13 @@ mod tests {
             (stats.channels, stats.messages, stats.bytes),
             (10, 10, bound)
         );
-        let newest = history.page(&channel(19), None).unwrap();
-        assert_eq!(newest.messages.len(), 1);
+        let newest = history.replay(&channel(19), Retention::last(1000), &Read::All);
+        assert_eq!(newest.deliveries.len(), 1);
         // /c0 lost its history: its old position is not recovered.
         let replay = history.replay(
             &channel(0),
             Retention::last(1000),
-            Some(&since(0, &first.epoch)),
+            &Read::After(since(0, &first.epoch)),
         );
         assert_eq!((replay.recovered, replay.offset), (Some(false), 0));
         assert_ne!(replay.epoch, first.epoch);

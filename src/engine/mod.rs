@@ -51,8 +51,10 @@ pub use broker::BrokerStats;
 pub(crate) use channel::ChannelTable;
 pub(crate) use config::Config;
 pub(crate) use connect::ConnectEnd;
-pub(crate) use history::Since;
 pub use history::{ENTRY_COST as HISTORY_ENTRY_COST, HistoryPage, Retention};
+#[cfg(feature = "redis")]
+pub(crate) use history::{Position, Replay, Unpositioned, after as history_after};
+pub(crate) use history::{Read as HistoryRead, Since};
 pub(crate) use session::Delivery;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -92,6 +94,10 @@ pub enum Error {
     /// [`BayeuxBuilder::history`](crate::BayeuxBuilder::history)).
     #[error("no history is kept for {0}")]
     NoHistory(ChannelName),
+    /// The channel's history is kept by the broker, which cannot be reached now: a message was
+    /// not published, or the history not read.
+    #[error("the history of the channel cannot be reached: {0}")]
+    HistoryUnavailable(String),
 }
 
 /// Identifies a listener, to remove it later.
@@ -211,16 +217,7 @@ impl Engine {
             .broker
             .clone()
             .unwrap_or_else(|| Arc::new(broker::Local));
-        let rules = if config.broker.is_some() && !config.history.is_empty() {
-            // Offsets must be shared by the nodes; the memory store is one node's.
-            tracing::error!(
-                "channel history is not kept with a broker yet: the history rules are ignored"
-            );
-            Vec::new()
-        } else {
-            config.history.clone()
-        };
-        let history = history::History::new(rules, config.max_history_bytes);
+        let history = history::History::new(config.history.clone(), config.max_history_bytes);
         Self {
             inner: Arc::new_cyclic(|me| Inner {
                 config,

@@ -4,11 +4,12 @@
 use crate::context::RequestContext;
 use crate::protocol::{ChannelName, ErrorCode, Message};
 
+use super::Error;
 use super::batch::failed;
 use super::broker::Broadcast;
 use super::channel::MessageEvent;
 use super::event::ServerEvent;
-use super::history::{self, Position};
+use super::history::{self, Position, Unpositioned};
 use super::queue::Push;
 use super::session::Delivery;
 use super::{Engine, Inner, ServerSession};
@@ -81,6 +82,7 @@ impl Engine {
         let mut reply = event.reply;
         match self.inner.broadcast(&event.channel, message).await {
             Broadcasted::Dropped => reply.fail(ErrorCode::MessageDeleted),
+            Broadcasted::Failed(_) => reply.fail(ErrorCode::HistoryUnavailable),
             // The publisher learns its message's position.
             Broadcasted::Sent(Some(position)) => history::stamp(&mut reply.ext, &position),
             Broadcasted::Sent(None) => {}
@@ -95,6 +97,8 @@ pub(crate) enum Broadcasted {
     Dropped,
     /// Sent, at this position on a channel with history.
     Sent(Option<Position>),
+    /// Not sent: the channel's history, kept by the broker, cannot be reached.
+    Failed(Error),
 }
 
 impl Inner {
@@ -120,6 +124,22 @@ impl Inner {
             self.fan_out(&broadcast).await;
             return Broadcasted::Sent(None);
         };
+        if self.broker.keeps_history() {
+            // The broker gives the position and sends the message to every node with
+            // subscribers, this one included: all of them fan it out in offset order.
+            let unpositioned = Unpositioned::new(&message);
+            return match self
+                .broker
+                .publish_history(channel, retention, unpositioned)
+                .await
+            {
+                Ok(position) => Broadcasted::Sent(Some(position)),
+                Err(err) => {
+                    tracing::warn!(%err, %channel, "not published: its history is unreachable");
+                    Broadcasted::Failed(err)
+                }
+            };
+        }
         let _order = self.history.lock(channel).await;
         let position = self.history.next_position(channel, retention);
         history::stamp(&mut message.ext, &position);
@@ -131,28 +151,58 @@ impl Inner {
         Broadcasted::Sent(Some(position))
     }
 
+    /// Reads `channel`'s history: from this node's memory, or from the broker that keeps it.
+    pub(crate) async fn read_history(
+        &self,
+        channel: &ChannelName,
+        read: history::Read,
+    ) -> Result<history::Replay, Error> {
+        let retention = self
+            .history
+            .retention(channel)
+            .ok_or_else(|| Error::NoHistory(channel.clone()))?;
+        if self.broker.keeps_history() {
+            // Perhaps the first thing this node does.
+            self.ensure_started();
+            self.broker.read_history(channel, retention, read).await
+        } else {
+            Ok(self.history.replay(channel, retention, &read))
+        }
+    }
+
     /// Queues a subscription's replay for `session`, oldest first (each through the session's
     /// extensions if it has any).
     pub(crate) async fn replay_to(&self, session: &ServerSession, deliveries: &[Delivery]) {
-        for delivery in deliveries {
-            let push = if session.has_extensions() {
-                let Some(mut message) = crate::protocol::parse_messages(delivery.json())
-                    .ok()
-                    .and_then(|mut messages| messages.pop())
-                else {
-                    continue;
-                };
-                if !session.extend_outgoing(None, &mut message).await {
-                    continue;
-                }
-                session.enqueue(Delivery::new(&message))
-            } else {
-                session.enqueue(delivery.clone())
-            };
+        for delivery in self.own_copies(session, deliveries).await {
+            let push = session.enqueue(delivery);
             if !matches!(push, Some(Push::Queued)) {
                 self.queued(session, push);
             }
         }
+    }
+
+    /// `deliveries` as `session` receives them: through its extensions, if it has any.
+    pub(crate) async fn own_copies(
+        &self,
+        session: &ServerSession,
+        deliveries: &[Delivery],
+    ) -> Vec<Delivery> {
+        if !session.has_extensions() {
+            return deliveries.to_vec();
+        }
+        let mut own = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let Some(mut message) = crate::protocol::parse_messages(delivery.json())
+                .ok()
+                .and_then(|mut messages| messages.pop())
+            else {
+                continue;
+            };
+            if session.extend_outgoing(None, &mut message).await {
+                own.push(Delivery::new(&message));
+            }
+        }
+        own
     }
 
     /// Where a broadcast enters this node, published here or arriving from another node: it
@@ -160,6 +210,18 @@ impl Inner {
     /// once per session. The serialised bytes are shared by every recipient; only a recipient
     /// with session extensions gets a copy of its own.
     pub(crate) async fn fan_out(&self, broadcast: &Broadcast) {
+        self.fan_out_at(broadcast, None).await;
+    }
+
+    /// Fans out a broadcast at `offset` of its channel's history, kept by the broker, as it
+    /// arrives from the broker (in offset order): a session whose replay of the channel is
+    /// being read gets it after the replay, one whose replay had it does not get it again.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) async fn fan_out_positioned(&self, broadcast: &Broadcast, offset: u64) {
+        self.fan_out_at(broadcast, Some(offset)).await;
+    }
+
+    async fn fan_out_at(&self, broadcast: &Broadcast, offset: Option<u64>) {
         // Under the table's read lock (taken before any session's state, as everywhere), the
         // shared bytes are queued for every subscriber that needs nothing more; only those that
         // need an await are kept, by clone: a recipient with session extensions (its own copy)
@@ -173,7 +235,12 @@ impl Inner {
                     own_copy.push(session.clone());
                     return;
                 }
-                match session.enqueue(broadcast.delivery().clone()) {
+                let delivery = broadcast.delivery().clone();
+                let push = match offset {
+                    Some(offset) => session.enqueue_at(delivery, broadcast.channel(), offset),
+                    None => session.enqueue(delivery),
+                };
+                match push {
                     // `None`: the session is being removed.
                     Some(Push::Queued) | None => {}
                     Some(push) => full.push((session.clone(), push)),
@@ -194,7 +261,11 @@ impl Inner {
             if !session.extend_outgoing(None, &mut own).await {
                 continue;
             }
-            let push = session.enqueue(Delivery::new(&own));
+            let own = Delivery::new(&own);
+            let push = match offset {
+                Some(offset) => session.enqueue_at(own, broadcast.channel(), offset),
+                None => session.enqueue(own),
+            };
             if !matches!(push, Some(Push::Queued)) {
                 self.queued(&session, push);
             }

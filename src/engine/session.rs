@@ -75,6 +75,27 @@ pub(crate) struct SessionState {
     /// The websocket connection the session is bound to: deliveries are pushed to it at once
     /// instead of waking the held connect.
     pub(crate) push: Option<PushTarget>,
+    /// Channels whose history (kept by the broker) is being or was replayed to the session:
+    /// see [`Replaying`].
+    pub(crate) replayed: Vec<(ChannelName, Replaying)>,
+}
+
+/// Where a session's replay of a channel's history (kept by the broker) stands.
+pub(crate) enum Replaying {
+    /// The replay is being read: live messages of the channel wait here, to follow it.
+    Pending(Vec<(u64, Delivery)>),
+    /// Replayed up to this offset: live copies of those messages (still on their way from the
+    /// broker) are skipped.
+    Done(u64),
+}
+
+impl SessionState {
+    /// Live messages of `channel` wait until [`ServerSession::finish_replay`].
+    pub(crate) fn begin_replay(&mut self, channel: &ChannelName) {
+        self.replayed.retain(|(c, _)| c != channel);
+        self.replayed
+            .push((channel.clone(), Replaying::Pending(Vec::new())));
+    }
 }
 
 /// A connection that writes a session's deliveries as soon as they are queued.
@@ -189,6 +210,7 @@ impl ServerSession {
                 expire_at: None,
                 removed: None,
                 push: None,
+                replayed: Vec::new(),
             }),
             removed_listeners: Mutex::default(),
             extensions: SessionExtensions::default(),
@@ -351,6 +373,76 @@ impl ServerSession {
         };
         flush.send();
         Some(push)
+    }
+
+    /// Queues a broadcast at `offset` of `channel`'s history (kept by the broker): held back
+    /// while the session's replay of the channel is read, skipped if the replay had it.
+    pub(crate) fn enqueue_at(
+        &self,
+        delivery: Delivery,
+        channel: &ChannelName,
+        offset: u64,
+    ) -> Option<Push> {
+        let (push, flush) = {
+            let mut state = self.0.state.lock();
+            if state.removed.is_some() {
+                return None;
+            }
+            if let Some(index) = state.replayed.iter().position(|(c, _)| c == channel) {
+                match &mut state.replayed[index].1 {
+                    Replaying::Pending(waiting) => {
+                        waiting.push((offset, delivery));
+                        return Some(Push::Queued);
+                    }
+                    Replaying::Done(upto) if offset <= *upto => return Some(Push::Queued),
+                    Replaying::Done(_) => {
+                        // Past the replay: live from now on.
+                        state.replayed.swap_remove(index);
+                    }
+                }
+            }
+            let push = state.queue.push(delivery);
+            (push, state.flush())
+        };
+        flush.send();
+        Some(push)
+    }
+
+    /// Queues the replay of `channel` (messages up to offset `upto`), then the live messages
+    /// that waited for it and are newer; returns the pushes that did not simply queue.
+    pub(crate) fn finish_replay(
+        &self,
+        channel: &ChannelName,
+        upto: u64,
+        replay: Vec<Delivery>,
+    ) -> Vec<Push> {
+        let mut unusual = Vec::new();
+        let flush = {
+            let mut state = self.0.state.lock();
+            if state.removed.is_some() {
+                return unusual;
+            }
+            let waiting = match state.replayed.iter_mut().find(|(c, _)| c == channel) {
+                Some((_, entry)) => match std::mem::replace(entry, Replaying::Done(upto)) {
+                    Replaying::Pending(waiting) => waiting,
+                    Replaying::Done(_) => Vec::new(),
+                },
+                None => Vec::new(),
+            };
+            let newer = waiting
+                .into_iter()
+                .filter(|(offset, _)| *offset > upto)
+                .map(|(_, delivery)| delivery);
+            for delivery in replay.into_iter().chain(newer) {
+                let push = state.queue.push(delivery);
+                if push != Push::Queued {
+                    unusual.push(push);
+                }
+            }
+            state.flush()
+        };
+        flush.send();
+        unusual
     }
 
     /// Binds the session to a websocket connection that writes its deliveries as they come.

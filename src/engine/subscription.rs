@@ -4,7 +4,7 @@ use crate::protocol::{ChannelName, ErrorCode, Message};
 
 use super::batch::unknown_session;
 use super::event::ServerEvent;
-use super::history::Since;
+use super::history::{Read as HistoryRead, Since};
 use super::{Engine, ServerSession};
 
 impl Engine {
@@ -78,11 +78,14 @@ impl Engine {
             }
             _ => None,
         };
-        // Held from adding the subscriber until its replay is queued: a message published on
-        // the channel meanwhile waits, then reaches it live (it is not in the replay).
+        // In memory: held from adding the subscriber until its replay is queued, so that a
+        // message published on the channel meanwhile waits, then reaches it live (it is not in
+        // the replay). Kept by the broker: the channel's live messages wait in the session
+        // instead, from the moment it is added until its replay is read.
+        let shared = self.inner.broker.keeps_history();
         let order = match &history {
-            Some((channel, _)) => Some(self.inner.history.lock(channel).await),
-            None => None,
+            Some((channel, _)) if !shared => Some(self.inner.history.lock(channel).await),
+            _ => None,
         };
 
         let mut events = Vec::new();
@@ -93,6 +96,11 @@ impl Engine {
             let mut state = session.0.state.lock();
             if state.removed.is_some() {
                 return unknown_session(message);
+            }
+            if let Some((channel, _)) = &history
+                && shared
+            {
+                state.begin_replay(channel);
             }
             let new = channels
                 .iter()
@@ -129,13 +137,17 @@ impl Engine {
                 }
             }
         }
-        let replay = history.map(|(channel, retention)| {
-            self.inner
-                .history
-                .replay(&channel, retention, since.as_ref())
-        });
-        if let Some(replay) = &replay {
-            self.inner.replay_to(session, &replay.deliveries).await;
+        let read = match since {
+            Some(since) => HistoryRead::After(since),
+            None => HistoryRead::Position,
+        };
+        let mut replay = None;
+        if let Some((channel, retention)) = &history
+            && !shared
+        {
+            let from_memory = self.inner.history.replay(channel, *retention, &read);
+            self.inner.replay_to(session, &from_memory.deliveries).await;
+            replay = Some(Ok(from_memory));
         }
         drop(order);
         for event in &events {
@@ -146,12 +158,42 @@ impl Engine {
         for ready in interest {
             let _ = tokio::time::timeout(super::broker::BROKER_WAIT, ready).await;
         }
+        if let Some((channel, retention)) = history
+            && shared
+        {
+            // Read once this node receives the channel's messages: whatever the replay misses
+            // arrives live (and waited in the session meanwhile).
+            let read = self
+                .inner
+                .broker
+                .read_history(&channel, retention, read)
+                .await;
+            let (upto, deliveries) = match &read {
+                Ok(replay) => (
+                    replay.offset,
+                    self.inner.own_copies(session, &replay.deliveries).await,
+                ),
+                Err(err) => {
+                    tracing::warn!(%err, %channel, "history unreadable: the subscription starts live");
+                    (0, Vec::new())
+                }
+            };
+            for push in session.finish_replay(&channel, upto, deliveries) {
+                self.inner.queued(session, Some(push));
+            }
+            replay = Some(read);
+        }
         reply.successful = Some(true);
         if let Some(replay) = replay {
+            let position = match replay {
+                Ok(replay) => replay.to_json(),
+                // Nothing old is sent: the client must reload, as after a lost history.
+                Err(_) => serde_json::json!({"recovered": false}),
+            };
             reply
                 .ext
                 .get_or_insert_with(Default::default)
-                .insert("history".to_owned(), replay.to_json());
+                .insert("history".to_owned(), position);
         }
         reply
     }

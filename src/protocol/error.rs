@@ -50,6 +50,9 @@ pub enum ErrorCode {
     /// `400::history_since_wildcard`: `ext.history.since` on a wildcard subscription (history
     /// positions belong to single channels).
     HistorySinceWildcard,
+    /// `503::history_unavailable`: the message could not get its place in the channel's
+    /// history (kept by a broker that cannot be reached now); it was not published.
+    HistoryUnavailable,
 }
 
 impl ErrorCode {
@@ -73,6 +76,7 @@ impl ErrorCode {
             Self::ShuttingDown => "503::shutting_down",
             Self::HistorySinceInvalid => "400::history_since_invalid",
             Self::HistorySinceWildcard => "400::history_since_wildcard",
+            Self::HistoryUnavailable => "503::history_unavailable",
         }
     }
 
@@ -84,7 +88,7 @@ impl ErrorCode {
             Self::ChannelInvalid | Self::SubscriptionInvalid => 405,
             Self::MessageDeleted => 404,
             Self::MultipleClients => 409,
-            Self::ShuttingDown => 503,
+            Self::ShuttingDown | Self::HistoryUnavailable => 503,
             _ => 403,
         }
     }
@@ -126,6 +130,7 @@ mod tests {
             ErrorCode::ShuttingDown,
             ErrorCode::HistorySinceInvalid,
             ErrorCode::HistorySinceWildcard,
+            ErrorCode::HistoryUnavailable,
         ] {
             let s = code.as_str();
             assert!(s.starts_with(&format!("{}::", code.code())), "{s}");

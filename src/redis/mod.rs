@@ -18,6 +18,7 @@
 //! subscribes again to everything the node has interest in, counts what it could not send or
 //! take, and tells [event](crate::ServerEvent) listeners.
 
+mod history;
 mod publisher;
 mod subscriber;
 mod wire;
@@ -33,7 +34,10 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Broadcast, Broker, BrokerStats, Error, Inner};
+use crate::engine::{
+    Broadcast, Broker, BrokerStats, Error, HistoryRead, Inner, Position, Replay, Retention,
+    Unpositioned,
+};
 use crate::protocol::ChannelName;
 
 /// Connects the nodes of one Bayeux space through Redis: give one to each node's builder
@@ -129,6 +133,7 @@ impl RedisBroker {
             counters: Counters::default(),
             stop: CancellationToken::new(),
             tried: watch::channel(false).0,
+            overflowed: AtomicBool::new(false),
         });
         Arc::new(RedisBrokerHandle(shared))
     }
@@ -175,6 +180,8 @@ pub(crate) struct Shared {
     stop: CancellationToken,
     /// Set once the subscribing connection has been tried (made or not).
     tried: watch::Sender<bool>,
+    /// Set when the inbound buffer dropped a message, until the subscriber catches up.
+    overflowed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -185,6 +192,7 @@ struct Counters {
     dropped_in: AtomicU64,
     reconnects: AtomicU64,
     subscriptions: AtomicUsize,
+    recovered: AtomicU64,
 }
 
 impl Shared {
@@ -201,6 +209,40 @@ impl Shared {
     /// The Redis channel of a Bayeux channel or pattern.
     fn redis_channel(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+
+    /// Reads `read` of `channel`'s history, through the publishing connection (after what
+    /// this node sent before).
+    fn read_history(
+        &self,
+        channel: &ChannelName,
+        retention: Retention,
+        read: HistoryRead,
+    ) -> crate::engine::BoxFuture<'static, Result<Replay, Error>> {
+        let (done, answer) = oneshot::channel();
+        let outgoing = publisher::Outgoing::Read {
+            channel: channel.clone(),
+            retention,
+            read,
+            done,
+        };
+        if self.outgoing.try_send(outgoing).is_err() {
+            return Box::pin(async { Err(unavailable("the broker's outbound queue is full")) });
+        }
+        Box::pin(async move { answered(answer.await) })
+    }
+}
+
+fn unavailable(reason: &str) -> Error {
+    Error::HistoryUnavailable(reason.to_owned())
+}
+
+/// What the publishing connection answered, as the engine's result.
+fn answered<T>(answer: Result<Result<T, String>, oneshot::error::RecvError>) -> Result<T, Error> {
+    match answer {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(reason)) => Err(unavailable(&reason)),
+        Err(_) => Err(unavailable("the broker stopped")),
     }
 }
 
@@ -313,6 +355,40 @@ impl Broker for RedisBrokerHandle {
         }))
     }
 
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    fn publish_history(
+        &self,
+        channel: &ChannelName,
+        retention: Retention,
+        message: Unpositioned,
+    ) -> crate::engine::BoxFuture<'static, Result<Position, Error>> {
+        let (done, answer) = oneshot::channel();
+        let outgoing = publisher::Outgoing::History {
+            channel: channel.clone(),
+            retention,
+            message,
+            done,
+        };
+        self.0.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+        if self.0.outgoing.try_send(outgoing).is_err() {
+            self.0.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
+            return Box::pin(async { Err(unavailable("the broker's outbound queue is full")) });
+        }
+        Box::pin(async move { answered(answer.await) })
+    }
+
+    fn read_history(
+        &self,
+        channel: &ChannelName,
+        retention: Retention,
+        read: HistoryRead,
+    ) -> crate::engine::BoxFuture<'static, Result<Replay, Error>> {
+        self.0.read_history(channel, retention, read)
+    }
+
     fn stop(&self) {
         self.0.stop.cancel();
         self.0.tried.send_replace(true);
@@ -329,6 +405,7 @@ impl Broker for RedisBrokerHandle {
             dropped_in: counters.dropped_in.load(Ordering::Relaxed),
             reconnects: counters.reconnects.load(Ordering::Relaxed),
             subscriptions: counters.subscriptions.load(Ordering::Relaxed),
+            recovered: counters.recovered.load(Ordering::Relaxed),
         };
         Some(stats)
     }

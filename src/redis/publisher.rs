@@ -9,9 +9,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::engine::{HistoryRead, Position, Replay, Retention, Unpositioned};
 use crate::protocol::ChannelName;
 
-use super::{CONNECT_TIMEOUT, Shared, backoff, wire};
+use super::{CONNECT_TIMEOUT, Shared, backoff, history, wire};
 
 /// Something to send.
 pub(crate) enum Outgoing {
@@ -23,6 +24,20 @@ pub(crate) enum Outgoing {
         channel: String,
         payload: Bytes,
         done: oneshot::Sender<Result<i64, String>>,
+    },
+    /// A broadcast on a channel with history: `done` gets its position.
+    History {
+        channel: ChannelName,
+        retention: Retention,
+        message: Unpositioned,
+        done: oneshot::Sender<Result<Position, String>>,
+    },
+    /// A read of a channel's history.
+    Read {
+        channel: ChannelName,
+        retention: Retention,
+        read: HistoryRead,
+        done: oneshot::Sender<Result<Replay, String>>,
     },
 }
 
@@ -86,14 +101,60 @@ pub(crate) async fn run(
                 } => {
                     pipe.publish(channel, payload.as_ref());
                 }
+                Outgoing::History {
+                    channel,
+                    retention,
+                    message,
+                    ..
+                } => {
+                    sequence += 1;
+                    pipe.add_command(publish_history(
+                        &shared, sequence, channel, *retention, message,
+                    ));
+                }
+                Outgoing::Read {
+                    channel,
+                    retention,
+                    read,
+                    ..
+                } => {
+                    let new_epoch = format!("{}{:x}", shared.node, sequence);
+                    pipe.add_command(history::read_command(
+                        &shared.prefix,
+                        channel,
+                        *retention,
+                        read,
+                        &new_epoch,
+                    ));
+                }
             }
         }
-        match pipe.query_async::<Vec<i64>>(manager).await {
-            Ok(receivers) => {
-                let mut receivers = receivers.into_iter();
+        match pipe.query_async::<Vec<redis::Value>>(manager).await {
+            Ok(answers) => {
+                let mut answers = answers.into_iter();
                 for item in batch.drain(..) {
-                    if let Outgoing::Deliver { done, .. } = item {
-                        let _ = done.send(Ok(receivers.next().unwrap_or(0)));
+                    match item {
+                        Outgoing::Broadcast { .. } => {}
+                        Outgoing::Deliver { done, .. } => {
+                            let receivers = match answers.next() {
+                                Some(redis::Value::Int(n)) => n,
+                                _ => 0,
+                            };
+                            let _ = done.send(Ok(receivers));
+                        }
+                        Outgoing::History { done, .. } => {
+                            let answer = answers.next().unwrap_or(redis::Value::Nil);
+                            let _ = done.send(history::position(answer));
+                        }
+                        Outgoing::Read {
+                            retention,
+                            read,
+                            done,
+                            ..
+                        } => {
+                            let answer = answers.next().unwrap_or(redis::Value::Nil);
+                            let _ = done.send(history::replay(answer, retention, &read));
+                        }
                     }
                 }
             }
@@ -170,12 +231,56 @@ impl Link {
     }
 }
 
-/// Counts what could not be sent, and tells the deliveries why.
+/// Counts what could not be sent, and tells the deliveries, publishes with history and reads
+/// why.
 fn fail(shared: &Shared, items: impl Iterator<Item = Outgoing>, reason: &str) {
     for item in items {
-        shared.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
-        if let Outgoing::Deliver { done, .. } = item {
-            let _ = done.send(Err(reason.to_owned()));
+        match item {
+            Outgoing::Broadcast { .. } => {
+                shared.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Outgoing::Deliver { done, .. } => {
+                shared.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
+                let _ = done.send(Err(reason.to_owned()));
+            }
+            Outgoing::History { done, .. } => {
+                shared.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
+                let _ = done.send(Err(reason.to_owned()));
+            }
+            Outgoing::Read { done, .. } => {
+                let _ = done.send(Err(reason.to_owned()));
+            }
         }
     }
+}
+
+/// The script call that gives a broadcast its place in its channel's history and publishes it
+/// on the Redis channels of the channel and of the patterns matching it.
+fn publish_history(
+    shared: &Shared,
+    sequence: u64,
+    channel: &ChannelName,
+    retention: Retention,
+    message: &Unpositioned,
+) -> redis::Cmd {
+    let [hash, stream] = history::keys(&shared.prefix, channel);
+    let mut command = redis::cmd("EVAL");
+    command
+        .arg(history::PUBLISH)
+        .arg(2)
+        .arg(hash)
+        .arg(stream)
+        // A new epoch if the channel has none: unique, as the node's id is.
+        .arg(format!("{}{sequence:x}", shared.node))
+        .arg(retention.max_messages().unwrap_or(0))
+        .arg(history::ttl_ms(retention))
+        .arg(message.prefix.as_ref())
+        .arg(message.suffix.as_ref())
+        .arg(format!("h{} {sequence} ", shared.node))
+        .arg(channel.as_str())
+        .arg(shared.redis_channel(channel.as_str()));
+    channel.for_each_wild_ancestor(|pattern| {
+        command.arg(shared.redis_channel(pattern));
+    });
+    command
 }

@@ -11,7 +11,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::engine::{Broadcast, Inner, ServerEvent};
+use crate::engine::{Broadcast, HistoryRead, Inner, ServerEvent, Since};
 use crate::protocol::{ChannelName, parse_messages};
 
 use super::{CONNECT_TIMEOUT, Shared, backoff, wire};
@@ -37,7 +37,7 @@ pub(crate) async fn run(
 ) {
     // The Redis channels to be subscribed to: the node's own, and those of its interest.
     let mut wanted: HashSet<String> = HashSet::from([shared.node_channel.clone()]);
-    let mut last_sequence = Origins::default();
+    let mut seen = Seen::default();
     let mut attempt = 0;
     let mut connected_before = false;
     loop {
@@ -50,6 +50,7 @@ pub(crate) async fn run(
                     disconnected.notify_one();
                 } else if push.kind == PushKind::Message && pushes.try_send(push).is_err() {
                     let dropped = shared.counters.dropped_in.fetch_add(1, Ordering::Relaxed) + 1;
+                    shared.overflowed.store(true, Ordering::Release);
                     // Logged at the 1st, 2nd, 4th, 8th… drop: a flood does not flood the log.
                     if dropped.is_power_of_two() {
                         tracing::warn!(
@@ -114,6 +115,11 @@ pub(crate) async fn run(
                 reconnected: connected_before,
             },
         );
+        if connected_before && let Some(engine) = engine.upgrade() {
+            // What the channels with history published while this node was away is read back
+            // from their histories.
+            catch_up(&shared, &engine, &mut seen.positions).await;
+        }
         connected_before = true;
 
         let ended = serve(
@@ -124,7 +130,7 @@ pub(crate) async fn run(
             &mut inbound,
             &disconnected,
             &mut wanted,
-            &mut last_sequence,
+            &mut seen,
         )
         .await;
         shared.subscribed.store(false, Ordering::Release);
@@ -183,7 +189,7 @@ async fn serve(
     inbound: &mut mpsc::Receiver<PushInfo>,
     disconnected: &Notify,
     wanted: &mut HashSet<String>,
-    origins: &mut Origins,
+    seen: &mut Seen,
 ) -> Ended {
     loop {
         tokio::select! {
@@ -229,14 +235,19 @@ async fn serve(
                 let Some(engine) = engine.upgrade() else {
                     return Ended::Stopped;
                 };
-                take(shared, &engine, push, origins).await;
+                take(shared, &engine, push, seen).await;
+                if inbound.is_empty() && shared.overflowed.swap(false, Ordering::AcqRel) {
+                    // Messages were dropped here: those of channels with history are read back
+                    // now rather than when each channel's next message shows the gap.
+                    catch_up(shared, &engine, &mut seen.positions).await;
+                }
             }
         }
     }
 }
 
 /// Brings one message from another node in.
-async fn take(shared: &Shared, engine: &Inner, push: PushInfo, origins: &mut Origins) {
+async fn take(shared: &Shared, engine: &Inner, push: PushInfo, seen: &mut Seen) {
     // A message push: [channel, payload].
     let Some(Value::BulkString(payload)) = push.data.into_iter().nth(1) else {
         return;
@@ -251,7 +262,7 @@ async fn take(shared: &Shared, engine: &Inner, push: PushInfo, origins: &mut Ori
         }) => {
             // Our own broadcast (its local subscribers have it), or another copy of one
             // already taken through another of its channels.
-            if node == shared.node || !origins.is_new(node, sequence) {
+            if node == shared.node || !seen.origins.is_new(node, sequence) {
                 return;
             }
             let Ok(channel) = ChannelName::new(channel) else {
@@ -259,6 +270,37 @@ async fn take(shared: &Shared, engine: &Inner, push: PushInfo, origins: &mut Ori
             };
             shared.counters.messages_in.fetch_add(1, Ordering::Relaxed);
             engine.fan_out(&Broadcast::from_json(channel, json)).await;
+        }
+        Some(wire::Frame::History {
+            node,
+            sequence,
+            offset,
+            epoch,
+            channel,
+            json,
+        }) => {
+            // This node's own included: it fans its own out as they come back, in offset
+            // order with everyone's.
+            if !seen.origins.is_new(node, sequence) {
+                return;
+            }
+            let Ok(channel) = ChannelName::new(channel) else {
+                return;
+            };
+            shared.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+            match seen.positions.get(&channel) {
+                Some((known, last)) if **known == *epoch && offset <= *last => return,
+                Some((known, last)) if **known == *epoch && offset > last + 1 => {
+                    // Missed (a lost connection, a full buffer): read them back first.
+                    let last = *last;
+                    fill(shared, engine, &channel, epoch, last, Some(offset)).await;
+                }
+                _ => {}
+            }
+            engine
+                .fan_out_positioned(&Broadcast::from_json(channel.clone(), json), offset)
+                .await;
+            seen.positions.set(channel, epoch, offset);
         }
         Some(wire::Frame::Deliver { client_id, json }) => {
             shared.counters.messages_in.fetch_add(1, Ordering::Relaxed);
@@ -274,6 +316,102 @@ async fn take(shared: &Shared, engine: &Inner, push: PushInfo, origins: &mut Ori
             }
         }
         None => tracing::debug!("ignored a Redis message that is not a Bayeux one"),
+    }
+}
+
+/// What this node has taken from Redis: the last sequence number of each node, to keep one copy
+/// of each broadcast; the last offset of each channel with history, to notice a gap.
+#[derive(Default)]
+struct Seen {
+    origins: Origins,
+    positions: Positions,
+}
+
+/// The epoch and last offset of each channel with history this node received.
+#[derive(Default)]
+struct Positions(HashMap<ChannelName, (Arc<str>, u64)>);
+
+/// How many channels' positions are remembered; past it they are forgotten (and a gap in
+/// them goes unnoticed until they are known again).
+const MAX_POSITIONS: usize = 65_536;
+
+impl Positions {
+    fn get(&self, channel: &ChannelName) -> Option<&(Arc<str>, u64)> {
+        self.0.get(channel)
+    }
+
+    fn set(&mut self, channel: ChannelName, epoch: &str, offset: u64) {
+        if let Some((known, last)) = self.0.get_mut(&channel) {
+            if **known != *epoch {
+                *known = Arc::from(epoch);
+            }
+            *last = offset;
+            return;
+        }
+        if self.0.len() >= MAX_POSITIONS {
+            self.0.clear();
+        }
+        self.0.insert(channel, (Arc::from(epoch), offset));
+    }
+}
+
+/// Reads back and fans out what every channel with history this node follows published after
+/// its last message here (what arrives meanwhile waits in the inbound buffer, and the copies of
+/// what was read back are skipped).
+async fn catch_up(shared: &Shared, engine: &Inner, positions: &mut Positions) {
+    let known: Vec<(ChannelName, Arc<str>, u64)> = positions
+        .0
+        .iter()
+        .map(|(channel, (epoch, last))| (channel.clone(), epoch.clone(), *last))
+        .collect();
+    for (channel, epoch, last) in known {
+        let upto = fill(shared, engine, &channel, &epoch, last, None).await;
+        positions.set(channel, &epoch, upto);
+    }
+}
+
+/// Reads back and fans out the messages of `channel` after `last` (before `before`, if given)
+/// that this node missed; returns the last offset fanned out.
+async fn fill(
+    shared: &Shared,
+    engine: &Inner,
+    channel: &ChannelName,
+    epoch: &str,
+    last: u64,
+    before: Option<u64>,
+) -> u64 {
+    let Some(retention) = engine.history.retention(channel) else {
+        return last;
+    };
+    let since = Since {
+        offset: last,
+        epoch: Some(epoch.to_owned()),
+    };
+    let read = shared
+        .read_history(channel, retention, HistoryRead::After(since))
+        .await;
+    match read {
+        Ok(replay) if replay.recovered == Some(true) => {
+            let mut offset = last;
+            for delivery in replay.deliveries {
+                if before.is_some_and(|before| offset + 1 >= before) {
+                    break;
+                }
+                offset += 1;
+                let broadcast = Broadcast::from_json(channel.clone(), delivery.json().clone());
+                engine.fan_out_positioned(&broadcast, offset).await;
+                shared.counters.recovered.fetch_add(1, Ordering::Relaxed);
+            }
+            offset
+        }
+        Ok(_) => {
+            tracing::warn!(%channel, "missed messages are no longer in the channel's history: lost");
+            last
+        }
+        Err(err) => {
+            tracing::warn!(%err, %channel, "cannot read missed messages back: lost");
+            last
+        }
     }
 }
 

@@ -5,6 +5,10 @@
 //!   broadcasts in the order its publishing connection sends them, so that a receiving node
 //!   subscribed to several of the Redis channels a broadcast is published on (the channel and
 //!   its wildcard patterns) keeps the first copy and ignores the others;
+//! - a broadcast on a channel with history: `h<node> <sequence> <offset> <epoch> <channel>\n
+//!   <json>`, written by the script that gives it its offset (see `history.rs`): every node, the
+//!   publishing one included, fans these out as they arrive, in offset order, keeping the first
+//!   copy as for broadcasts;
 //! - a delivery to one session: `d<node> <clientId>\n<json>`.
 
 use std::fmt::Write as _;
@@ -17,6 +21,14 @@ pub(crate) enum Frame<'a> {
     Broadcast {
         node: &'a str,
         sequence: u64,
+        channel: &'a str,
+        json: Bytes,
+    },
+    History {
+        node: &'a str,
+        sequence: u64,
+        offset: u64,
+        epoch: &'a str,
         channel: &'a str,
         json: Bytes,
     },
@@ -69,6 +81,22 @@ pub(crate) fn parse(payload: &Bytes) -> Option<Frame<'_>> {
                 json,
             })
         }
+        b'h' => {
+            let mut parts = header.splitn(5, ' ');
+            let node = parts.next()?;
+            let sequence = parts.next()?.parse().ok()?;
+            let offset = parts.next()?.parse().ok()?;
+            let epoch = parts.next()?;
+            let channel = parts.next()?;
+            Some(Frame::History {
+                node,
+                sequence,
+                offset,
+                epoch,
+                channel,
+                json,
+            })
+        }
         b'd' => {
             let (_node, client_id) = header.split_once(' ')?;
             Some(Frame::Deliver { client_id, json })
@@ -94,6 +122,21 @@ mod tests {
                 json: Bytes::from_static(json),
             })
         );
+        let payload = Bytes::from(format!(
+            "hab12 3 7 00ff /a/b\n{}",
+            std::str::from_utf8(json).unwrap()
+        ));
+        assert_eq!(
+            parse(&payload),
+            Some(Frame::History {
+                node: "ab12",
+                sequence: 3,
+                offset: 7,
+                epoch: "00ff",
+                channel: "/a/b",
+                json: Bytes::from_static(json),
+            })
+        );
         let payload = deliver("0a1b2c3d", "0a1b2c3dffff", json);
         assert_eq!(
             parse(&payload),
@@ -115,6 +158,8 @@ mod tests {
             b"dnode\n{}",
             b"x1 2 /a\n{}",
             b"b\xff 1 /a\n{}",
+            b"hn 1 x e /a\n{}",
+            b"hn 1 1 e\n{}",
         ] {
             assert_eq!(parse(&Bytes::copy_from_slice(bad)), None, "{bad:?}");
         }
