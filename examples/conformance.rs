@@ -31,6 +31,7 @@
 //! `--no-timestamp` leaves the timestamp extension out (the load comparisons use it).
 //! `--redis URL` joins the nodes started with the same URL into one Bayeux space (needs the
 //! `redis` feature: `cargo run --features redis --example conformance -- --redis redis://…`).
+//! `--history PATTERN=COUNT` keeps history on more channels (load runs with history).
 //!
 //! Every other path answers `200 inner`. The first line on stdout is `listening on http://ADDR`.
 
@@ -76,6 +77,19 @@ struct Args {
     /// the `redis` feature.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// Also keep the last COUNT messages of the channels matching PATTERN (repeatable; for
+    /// load runs with history, e.g. `--history /bench/**=100`).
+    #[arg(long, value_name = "PATTERN=COUNT", value_parser = parse_history)]
+    history: Vec<(ChannelName, usize)>,
+}
+
+fn parse_history(value: &str) -> Result<(ChannelName, usize), String> {
+    let (pattern, count) = value
+        .split_once('=')
+        .ok_or("expected PATTERN=COUNT, e.g. /chat/**=100")?;
+    let pattern = ChannelName::new(pattern).map_err(|err| err.to_string())?;
+    let count = count.parse().map_err(|_| format!("not a count: {count}"))?;
+    Ok((pattern, count))
 }
 
 struct ConformancePolicy;
@@ -207,7 +221,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if !args.no_timestamp {
         builder = builder.extension(TimestampExtension::new());
     }
-    let bayeux = builder
+    let mut bayeux = builder
         .timeout(Duration::from_millis(args.timeout_ms))
         .max_interval(Duration::from_millis(args.max_interval_ms))
         .interval(Duration::ZERO)
@@ -221,6 +235,9 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .callback_polling(true)
         .trust_client_session(args.trust_client_session)
         .history("/history/**", Retention::last(100));
+    for (pattern, count) in args.history {
+        bayeux = bayeux.history(pattern, Retention::last(count));
+    }
     let bayeux = match args.redis {
         #[cfg(feature = "redis")]
         Some(url) => bayeux.broker(tower_bayeux::RedisBroker::new(url)).build(),
