@@ -93,6 +93,22 @@ fn publish_fan_out(bencher: divan::Bencher, n: usize) {
         });
 }
 
+/// A server-side publish to 10 or 1,000 subscribers, on a channel without and with history (in
+/// memory, the last 100 messages): what keeping history adds per message.
+#[divan::bench(args = [(10, false), (10, true), (1_000, false), (1_000, true)], sample_count = 30, sample_size = 20)]
+fn publish_with_history(bencher: divan::Bencher, (n, history): (usize, bool)) {
+    let (bayeux, _) = engine_with_clients_on(n, history);
+    let data =
+        json!({"user": "alice", "text": "Lorem ipsum dolor sit amet, consectetur adipiscing."});
+    bencher
+        .counter(divan::counter::ItemsCount::new(n))
+        .bench(|| {
+            runtime()
+                .block_on(bayeux.publish("/room", data.clone()))
+                .unwrap();
+        });
+}
+
 /// A long-polling `/meta/connect` answered with `n` queued messages: drain, join the shared
 /// pieces, write the HTTP response.
 #[divan::bench(args = [1, 100], sample_count = 50, sample_size = 20)]
@@ -137,12 +153,20 @@ thread_local! {
 /// `/room`, and a `/meta/connect` body (`timeout: 0`) for each, with its cookie. Queues are
 /// bounded high enough that the benchmarks never reach the bound.
 fn engine_with_clients(n: usize) -> (Bayeux, Vec<(String, String)>) {
+    engine_with_clients_on(n, false)
+}
+
+/// Like [`engine_with_clients`], the room keeping its last 100 messages if `history`.
+fn engine_with_clients_on(n: usize, history: bool) -> (Bayeux, Vec<(String, String)>) {
     runtime().block_on(async {
-        let bayeux = Bayeux::builder()
+        let mut builder = Bayeux::builder()
             .max_interval(std::time::Duration::from_secs(3600))
             .max_queue_messages(10_000_000)
-            .max_queue_bytes(usize::MAX)
-            .build();
+            .max_queue_bytes(usize::MAX);
+        if history {
+            builder = builder.history("/room", tower_bayeux::Retention::last(100));
+        }
+        let bayeux = builder.build();
         let handshake = json!([{"channel": "/meta/handshake", "version": "1.0"}]).to_string();
         let mut clients = Vec::with_capacity(n);
         for _ in 0..n {
