@@ -496,3 +496,70 @@ impl ServerSession {
         self.0.state.lock().queue.ack_enabled()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::QueueFullPolicy;
+
+    fn session() -> ServerSession {
+        let limits = QueueLimits {
+            max_messages: 100,
+            max_bytes: 1 << 20,
+            policy: QueueFullPolicy::DropOldest,
+        };
+        ServerSession::new(Arc::from("s"), None, Weak::new(), limits)
+    }
+
+    fn delivery(n: u64) -> Delivery {
+        Delivery::from_json(Bytes::from(n.to_string()))
+    }
+
+    fn queued(session: &ServerSession) -> Vec<String> {
+        session
+            .0
+            .state
+            .lock()
+            .queue
+            .drain()
+            .iter()
+            .map(|d| String::from_utf8(d.json().to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn live_messages_wait_for_the_replay_then_follow_it_without_repeating_it() {
+        let (session, channel) = (session(), ChannelName::from_static("/c"));
+        let other = ChannelName::from_static("/other");
+        session.0.state.lock().begin_replay(&channel);
+        // Live messages arrive while the replay (up to 5) is read: 5 is in it, 6 and 7 not.
+        for offset in [5, 6, 7] {
+            assert_eq!(
+                session.enqueue_at(delivery(offset), &channel, offset),
+                Some(Push::Queued)
+            );
+        }
+        session.enqueue_at(delivery(100), &other, 1);
+        assert_eq!(queued(&session), ["100"], "other channels are not held");
+        let unusual = session.finish_replay(&channel, 5, vec![delivery(4), delivery(5)]);
+        assert!(unusual.is_empty());
+        assert_eq!(queued(&session), ["4", "5", "6", "7"]);
+        // A late live copy of a replayed message is skipped; newer ones pass.
+        session.enqueue_at(delivery(5), &channel, 5);
+        session.enqueue_at(delivery(8), &channel, 8);
+        assert_eq!(queued(&session), ["8"]);
+        assert!(
+            session.0.state.lock().replayed.is_empty(),
+            "live from now on"
+        );
+    }
+
+    #[test]
+    fn an_abandoned_replay_lets_the_waiting_messages_through() {
+        let (session, channel) = (session(), ChannelName::from_static("/c"));
+        session.0.state.lock().begin_replay(&channel);
+        session.enqueue_at(delivery(1), &channel, 1);
+        session.finish_replay(&channel, 0, Vec::new());
+        assert_eq!(queued(&session), ["1"]);
+    }
+}

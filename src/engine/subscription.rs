@@ -97,11 +97,6 @@ impl Engine {
             if state.removed.is_some() {
                 return unknown_session(message);
             }
-            if let Some((channel, _)) = &history
-                && shared
-            {
-                state.begin_replay(channel);
-            }
             let new = channels
                 .iter()
                 .filter(|c| !c.is_service() && !state.subscriptions.contains(*c))
@@ -111,6 +106,12 @@ impl Engine {
                 drop(table);
                 reply.fail(ErrorCode::SubscriptionLimit);
                 return reply;
+            }
+            if let Some((channel, _)) = &history
+                && shared
+            {
+                // From now on, until the replay is read (below; nothing returns before).
+                state.begin_replay(channel);
             }
             // Service subscriptions succeed but are not recorded: service messages are never
             // broadcast.
@@ -158,6 +159,16 @@ impl Engine {
         for ready in interest {
             let _ = tokio::time::timeout(super::broker::BROKER_WAIT, ready).await;
         }
+        // If this future is dropped before the replay is read (its request went away), the live
+        // messages that waited are let through.
+        let mut pending = match &history {
+            Some((channel, _)) if shared => Some(PendingReplay {
+                session: session.clone(),
+                channel: channel.clone(),
+                done: false,
+            }),
+            _ => None,
+        };
         if let Some((channel, retention)) = history
             && shared
         {
@@ -178,6 +189,9 @@ impl Engine {
                     (0, Vec::new())
                 }
             };
+            if let Some(pending) = &mut pending {
+                pending.done = true;
+            }
             for push in session.finish_replay(&channel, upto, deliveries) {
                 self.inner.queued(session, Some(push));
             }
@@ -234,5 +248,22 @@ impl Engine {
         }
         reply.successful = Some(true);
         reply
+    }
+}
+
+/// A replay being read for a session (see [`ServerSession::finish_replay`]); dropped before the
+/// replay is queued, it lets the live messages that waited through.
+struct PendingReplay {
+    session: ServerSession,
+    channel: ChannelName,
+    /// Set once the replay is queued.
+    done: bool,
+}
+
+impl Drop for PendingReplay {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.session.finish_replay(&self.channel, 0, Vec::new());
+        }
     }
 }
