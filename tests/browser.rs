@@ -2,7 +2,10 @@
 //! Playwright (npm `playwright-core`), with the page's official CometD client forced onto each
 //! transport in turn: `websocket`, `long-polling` and `callback-polling` (JSONP).
 //!
-//! The scenario lives in `tests/browser/chat.test.mjs` (Node's built-in test runner); this test
+//! The scenarios live in `tests/browser/chat.test.mjs` (Node's built-in test runner): per
+//! transport, the chat itself, and the room's history (the page's history extension from
+//! `clients/js/`: a member joining sees the recent messages; a tab offline for longer than
+//! `MAX_INTERVAL_MS` shows every message it missed once back, once each, in order). This test
 //! installs the npm packages of `tests/browser` and `examples/chat` when needed, builds and
 //! starts the chat server with a short `--max-interval-ms`, runs the Node file against it, and
 //! fails if any scenario fails. Screenshots of the final state go to

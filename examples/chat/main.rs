@@ -26,7 +26,14 @@
 //! - `/service/private` (a remote call): delivers a message to one member's session only
 //!   ([`ServerSession::deliver`]) on `/service/private`;
 //! - acknowledged delivery ([`AckExtension`], and the client's `AckExtension`), so a tab whose
-//!   connection drops for a moment misses nothing.
+//!   connection drops for a moment misses nothing;
+//! - room history ([`BayeuxBuilder::history`](tower_bayeux::BayeuxBuilder::history): the last
+//!   100 messages of every `/chat/<room>`) with the client's history extension
+//!   (`clients/js/history-extension.js`, served at `/js/history-extension.js`): a member joining
+//!   gets the room's recent messages from `/service/history` (a remote call answered with
+//!   [`Bayeux::history`], with their position), then subscribes from that position; a tab away
+//!   for longer than the session lives (its session expired, it handshakes again) resubscribes
+//!   from the last message it has and is sent every message it missed, once, in order.
 //!
 //! Members are known to each other by a small public id, never by their Bayeux session id: a
 //! `clientId` is a credential (a websocket session without a browser cookie is resumed by its
@@ -51,10 +58,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_bayeux::ext::AckExtension;
 use tower_bayeux::{
-    Bayeux, BayeuxLayer, ChannelName, Message, MessageEvent, RemoveReason, SecurityPolicy,
-    ServerSession, Verdict, context,
+    Bayeux, BayeuxLayer, ChannelName, Message, MessageEvent, RemoveReason, Retention,
+    SecurityPolicy, ServerSession, Verdict, context,
 };
-use tower_http::services::ServeDir;
+use tower_http::services::{ServeDir, ServeFile};
 
 /// The longest name a member may take, in characters.
 const MAX_NAME: usize = 24;
@@ -64,6 +71,8 @@ const MAX_TEXT: usize = 500;
 const MAX_ROOM: usize = 32;
 /// How much of a `User-Agent` is kept, in characters.
 const MAX_AGENT: usize = 256;
+/// How many messages of each room the server keeps for members who join or come back.
+const ROOM_HISTORY: usize = 100;
 
 #[derive(Parser)]
 struct Args {
@@ -81,6 +90,14 @@ fn chat_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
         .join("chat")
+}
+
+/// The client's history extension in the source tree (`clients/js/`).
+fn history_extension() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients")
+        .join("js")
+        .join("history-extension.js")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -359,6 +376,35 @@ fn services(chat: &Arc<Chat>) {
         },
     );
 
+    // The room's recent messages (a remote call): {room}. The answer is what the history keeps,
+    // oldest first, and the position of the latest, from which the page then subscribes: a
+    // message published in between is replayed to it, none is lost or shown twice.
+    bayeux.channel("/service/history").add_listener_with_state(
+        Arc::clone(chat),
+        |chat, mut event| async move {
+            let room = match room_of(event.data()) {
+                Ok(room) => room,
+                Err(error) => return refuse(event, error),
+            };
+            let channel = format!("/chat/{room}");
+            let page = match chat.bayeux.history(channel, None, None).await {
+                Ok(page) => page,
+                Err(err) => return refuse(event, format!("500::{err}")),
+            };
+            let messages: Vec<Value> = page
+                .messages
+                .into_iter()
+                .filter_map(|message| message.data)
+                .collect();
+            event.reply_mut().data = Some(json!({
+                "epoch": page.epoch,
+                "offset": page.offset,
+                "messages": messages,
+            }));
+            event.proceed()
+        },
+    );
+
     // A message to the room: {text}.
     bayeux.channel("/service/chat").add_listener_with_state(
         Arc::clone(chat),
@@ -477,6 +523,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .extension(AckExtension::new())
         // For browsers that need it (and `?transport=callback-polling`); JSONP is off by default.
         .callback_polling(true)
+        // Every room keeps its last messages: for members who join, and tabs that come back.
+        .history("/chat/**", Retention::last(ROOM_HISTORY))
         .build();
     let chat = Arc::new(Chat {
         bayeux: bayeux.clone(),
@@ -484,9 +532,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     });
     services(&chat);
 
-    // `/` serves static/index.html; `/js/cometd/` the npm package, as the browser imports it.
+    // `/` serves static/index.html; `/js/cometd/` the npm package, as the browser imports it;
+    // `/js/history-extension.js` the history extension from `clients/js/`.
     let app = Router::new()
         .nest_service("/js/cometd", ServeDir::new(cometd))
+        .route_service(
+            "/js/history-extension.js",
+            ServeFile::new(history_extension()),
+        )
         .fallback_service(ServeDir::new(dir.join("static")))
         .layer(BayeuxLayer::new(bayeux).path("/cometd"));
 

@@ -1,6 +1,8 @@
 // The chat example (examples/chat) in Debian's headless Chromium, driven with Playwright: three
 // members in three browser contexts (separate browsers: separate cookies), once per transport
-// the page can be forced to use.
+// the page can be forced to use; then the room's history (the page's history extension, from
+// clients/js/): a member joining sees the recent messages, and a tab taken off the network for
+// longer than its session lives shows every message it missed once back, once each, in order.
 //
 // Run through `cargo test --test browser`, which builds and starts the server. By hand:
 //   cargo run --example chat -- --addr 127.0.0.1:8080 --max-interval-ms 2000
@@ -31,6 +33,12 @@ const TRANSPORTS = (process.env.CHAT_TRANSPORTS || "websocket,long-polling,callb
     .split(",").map((s) => s.trim()).filter(Boolean);
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const ARTIFACT_DIR = process.env.ARTIFACT_DIR || path.join(os.tmpdir(), "tower-bayeux-browser-artifacts");
+
+/**
+ * Part of every room's name: rooms keep their history on the server, so that a second run
+ * against the same server starts in empty rooms.
+ */
+const RUN = Date.now().toString(36).slice(-5);
 
 /** How long the page may take to show what a step caused. */
 const STEP_TIMEOUT = 10_000;
@@ -70,10 +78,13 @@ for (const transport of TRANSPORTS) {
     test(`chat over ${transport}`, async () => {
         await scenario(transport);
     });
+    test(`room history over ${transport}`, async () => {
+        await historyScenario(transport);
+    });
 }
 
 async function scenario(transport) {
-    const room = transport;
+    const room = `${transport}-${RUN}`;
     const url = `${CHAT_URL}/?transport=${transport}&room=${room}`;
     const marker = `lost in transit over ${transport}`;
 
@@ -81,7 +92,7 @@ async function scenario(transport) {
     // breaks at the wrong moment would: acknowledged delivery must send it again.
     const alice = await openMember("alice", {userAgent: FIREFOX_UA});
     const bob = await openMember("bob", {});
-    const dropper = await dropFirstDelivery(bob.page, transport, marker);
+    const dropper = await interceptNetwork(bob.page, transport, marker);
     const carol = await openMember("carol", {userAgent: EDGE_UA});
     const everyone = [alice, bob, carol];
 
@@ -217,6 +228,92 @@ async function scenario(transport) {
     }
 }
 
+/**
+ * Room history: dave joins after alice spoke and sees her messages; his tab then loses the
+ * network for longer than the server's max-interval, so his session expires and the messages
+ * alice sends meanwhile never reach it; back online, the page handshakes again and its history
+ * extension resubscribes from the last message it showed: every missed message appears once,
+ * in order, after what it had, then live ones. A member joining at the end sees it all.
+ */
+async function historyScenario(transport) {
+    const room = `${transport}-history-${RUN}`;
+    const url = `${CHAT_URL}/?transport=${transport}&room=${room}`;
+    const alice = await openMember("alice", {userAgent: FIREFOX_UA});
+    const dave = await openMember("dave", {});
+    const erin = await openMember("erin", {userAgent: EDGE_UA});
+    const everyone = [alice, dave, erin];
+    const network = await interceptNetwork(dave.page, transport);
+    const join = async (member) => {
+        await member.page.goto(url);
+        await member.page.fill("#name", member.name);
+        await member.page.click("#join button");
+        await member.page.locator("#room").waitFor({state: "visible", timeout: STEP_TIMEOUT});
+    };
+
+    try {
+        await join(alice);
+        for (const text of ["one", "two", "three"]) {
+            await say(alice, text);
+        }
+        const davesBrowser = await dave.page.evaluate(() => (navigator.userAgent.includes("HeadlessChrome/")
+            ? "Headless Chrome" : "Chrome"));
+        const daveJoined = `dave (${davesBrowser}) joined.`;
+        const before = ["alice (Firefox) joined.", "alice one", "alice two", "alice three"];
+
+        // Dave joins: the room's recent messages first, then his own join notice, live.
+        await join(dave);
+        await waitForTexts(dave.page, "#messages li", [...before, daveJoined], "dave's view when he joined");
+        await say(dave, "dave was here");
+        const had = [...before, daveJoined, "dave dave was here"];
+        await waitForTexts(alice.page, "#messages li", had, "alice's view");
+        await waitForTexts(dave.page, "#messages li", had, "dave's view");
+
+        // Dave's tab goes offline. The message alice sends right away is lost on its way to him
+        // (over HTTP it ends the /meta/connect the server held, whose reply is then lost), and
+        // his session expires after max-interval.
+        await network.goOffline();
+        const offline = Date.now();
+        await say(alice, "four");
+        await waitForNotice(alice.page, "dave left (connection timed out).", MAX_INTERVAL_MS + STEP_TIMEOUT);
+        await say(alice, "five");
+        await say(alice, "six");
+        await waitForText(dave.page, "#status", "connection lost, reconnecting…");
+        const missed = ["alice four", "dave left (connection timed out).", "alice five", "alice six"];
+        assert.deepEqual(await texts(dave.page, "#messages li"), had, "dave's view while offline");
+
+        // Back online: the client learns its session is gone, handshakes again, and the handshake
+        // listener subscribes again, from the last message the page has.
+        network.goOnline();
+        const back = Date.now();
+        const after = [...had, ...missed, daveJoined];
+        await waitForTexts(dave.page, "#messages li", after, "dave's view once back", 30_000);
+        console.log(`# ${transport}: dave was offline ${back - offline} ms, caught up ${Date.now() - back} ms after`);
+        await waitForText(dave.page, "#status", `connected as dave over ${transport}, acknowledged delivery`);
+        await say(alice, "seven");
+        await say(dave, "dave is back");
+        const end = [...after, "alice seven", "dave dave is back"];
+        await waitForTexts(dave.page, "#messages li", end, "dave's view at the end");
+        await waitForTexts(alice.page, "#messages li", end, "alice's view at the end");
+
+        // Erin joins last and sees the room's history, join and leave notices included.
+        await join(erin);
+        await waitForTexts(erin.page, "#messages li", [...end, "erin (Edge) joined."], "erin's view when she joined");
+
+        for (const member of everyone) {
+            const duplicates = await member.page.evaluate(() => window.roomHistory.duplicates);
+            assert.equal(duplicates, 0, `the history extension in ${member.name}'s page dropped duplicates`);
+            assert.deepEqual(member.errors.map(String), [], `uncaught errors in ${member.name}'s page`);
+        }
+        const screenshot = path.join(ARTIFACT_DIR, `chat-${transport}-history-dave.png`);
+        await dave.page.screenshot({path: screenshot, fullPage: true});
+        console.log(`# screenshot: ${screenshot}`);
+    } finally {
+        for (const member of everyone) {
+            await member.context.close().catch(() => {});
+        }
+    }
+}
+
 /** A member in a browser context of its own. */
 async function openMember(name, options) {
     const context = await browser.newContext({viewport: {width: 1000, height: 640}, ...options});
@@ -232,16 +329,41 @@ async function openMember(name, options) {
 }
 
 /**
- * Makes `page` lose the first server message that carries `marker`, once `armed` is set: over
- * HTTP the /meta/connect reply carrying it fails as if the connection broke, over websocket the
- * frame is swallowed and the socket closed.
+ * Intercepts the Bayeux traffic of `page`. Makes it lose the first server message that carries
+ * `marker`, once `armed` is set: over HTTP the /meta/connect reply carrying it fails as if the
+ * connection broke, over websocket the frame is swallowed and the socket closed. And takes the
+ * page off the network and back (`goOffline()`, `goOnline()`): while offline every request
+ * fails, the open websockets are closed and new ones close at once, and a /meta/connect reply
+ * that comes back meanwhile is lost.
  */
-async function dropFirstDelivery(page, transport, marker) {
-    const state = {armed: false, dropped: 0};
-    const shouldDrop = (text) => state.armed && state.dropped === 0 && text.includes(marker);
+async function interceptNetwork(page, transport, marker) {
+    const sockets = new Set();
+    const state = {
+        armed: false,
+        dropped: 0,
+        offline: false,
+        async goOffline() {
+            state.offline = true;
+            for (const pair of sockets) {
+                await pair.ws.close({code: 1006, reason: "offline"}).catch(() => {});
+                await pair.server.close().catch(() => {});
+            }
+            sockets.clear();
+        },
+        goOnline() {
+            state.offline = false;
+        },
+    };
+    const shouldDrop = (text) => marker !== undefined && state.armed && state.dropped === 0 && text.includes(marker);
     if (transport === "websocket") {
-        await page.routeWebSocket(/\/cometd/, (ws) => {
+        await page.routeWebSocket(/\/cometd/, async (ws) => {
+            if (state.offline) {
+                // Not connected to the server: the page's websocket closes as soon as it opens.
+                await ws.close({code: 1006, reason: "offline"}).catch(() => {});
+                return;
+            }
             const server = ws.connectToServer();
+            sockets.add({ws, server});
             server.onMessage((message) => {
                 if (shouldDrop(String(message))) {
                     state.dropped++;
@@ -253,7 +375,15 @@ async function dropFirstDelivery(page, transport, marker) {
             });
         });
     } else {
-        await page.route((url) => url.pathname.startsWith("/cometd/connect"), async (route) => {
+        await page.route((url) => url.pathname.startsWith("/cometd"), async (route) => {
+            if (state.offline) {
+                await route.abort("internetdisconnected");
+                return;
+            }
+            if (!new URL(route.request().url()).pathname.startsWith("/cometd/connect")) {
+                await route.continue();
+                return;
+            }
             let response;
             try {
                 response = await route.fetch({timeout: 60_000});
@@ -262,6 +392,10 @@ async function dropFirstDelivery(page, transport, marker) {
                 return;
             }
             const body = await response.text();
+            if (state.offline) {
+                await route.abort("internetdisconnected");
+                return;
+            }
             if (shouldDrop(body)) {
                 state.dropped++;
                 await route.abort("connectionreset");
@@ -310,13 +444,13 @@ async function waitForElement(page, selector, text, timeout) {
 }
 
 /** Waits until the elements matching `selector` have exactly `expected` texts, in order. */
-async function waitForTexts(page, selector, expected, what) {
+async function waitForTexts(page, selector, expected, what, timeout = STEP_TIMEOUT) {
     try {
         await page.waitForFunction(([selector, expected]) => JSON.stringify(
             [...document.querySelectorAll(selector)].map((e) => e.textContent)) === expected,
-        [selector, JSON.stringify(expected)], {timeout: STEP_TIMEOUT});
+        [selector, JSON.stringify(expected)], {timeout});
     } catch {
-        assert.deepEqual(await texts(page, selector), expected, `${what} (after ${STEP_TIMEOUT} ms)`);
+        assert.deepEqual(await texts(page, selector), expected, `${what} (after ${timeout} ms)`);
         throw new Error(`${what}: waiting failed`);
     }
 }

@@ -1,13 +1,16 @@
 // The chat page: the official CometD client (npm `cometd`, served at /js/cometd/) talking to
-// the tower-bayeux server of examples/chat/main.rs.
+// the tower-bayeux server of examples/chat/main.rs, with the history extension of clients/js/
+// (served at /js/history-extension.js).
 //
 // Query parameters: ?transport=websocket|long-polling|callback-polling forces one transport
 // (default: the client negotiates), ?room=NAME picks a room (default "lobby").
 
 import {AckExtension, CometD} from "/js/cometd/cometd.js";
+import {HistoryExtension} from "/js/history-extension.js";
 
 const params = new URLSearchParams(location.search);
 const room = params.get("room") || "lobby";
+const roomChannel = `/chat/${room}`;
 const forcedTransport = params.get("transport");
 
 const $ = (id) => document.getElementById(id);
@@ -21,6 +24,13 @@ cometd.configure({
 });
 // Acknowledged delivery: messages lost with a dropped connection are sent again.
 cometd.registerExtension("ack", new AckExtension());
+// Room history: the extension remembers the last room message the page has, and whenever the
+// page subscribes to the room again (after its session was lost: the handshake listener does)
+// the server first sends every message after it.
+const roomHistory = new HistoryExtension({onRecovery});
+cometd.registerExtension("history", roomHistory);
+// For the browser tests: `roomHistory.duplicates` must stay 0.
+window.roomHistory = roomHistory;
 
 if (forcedTransport) {
     const known = cometd.getTransportTypes();
@@ -59,13 +69,33 @@ $("join").addEventListener("submit", (event) => {
 });
 
 // After every successful handshake (a new session after an expiry too): subscribe, then join.
+// The client forgets its subscriptions on a handshake, so subscribing belongs here.
 cometd.addListener("/meta/handshake", (reply) => {
     if (!reply.successful) {
         return;
     }
     acknowledged = reply.ext?.ack === true;
+    if (roomHistory.positionOf(roomChannel)) {
+        // Back with a new session: the extension resumes after the last message shown.
+        subscribeAndJoin();
+        return;
+    }
+    // The first time: the room's recent messages and their position, from which the
+    // subscription then starts (what is said in between is replayed to it).
+    cometd.remoteCall("history", {room}, (answer) => {
+        if (answer.successful) {
+            for (const data of answer.data.messages) {
+                onRoomMessage(data);
+            }
+            roomHistory.setPosition(roomChannel, {offset: answer.data.offset, epoch: answer.data.epoch});
+        }
+        subscribeAndJoin();
+    });
+});
+
+function subscribeAndJoin() {
     cometd.batch(() => {
-        cometd.subscribe(`/chat/${room}`, (message) => onRoomMessage(message.data));
+        cometd.subscribe(roomChannel, (message) => onRoomMessage(message.data));
         cometd.subscribe(`/members/${room}`, (message) => showMembers(message.data.members));
         // Joining is a remote call: the server answers with the member we are.
         cometd.remoteCall("members", {room}, (joinReply) => {
@@ -77,7 +107,14 @@ cometd.addListener("/meta/handshake", (reply) => {
             }
         });
     });
-});
+}
+
+// What the server answered to a subscription that resumed the room.
+function onRecovery(channel, {recovered}) {
+    if (!recovered) {
+        addNotice("Messages from while you were away are no longer available.", "gap");
+    }
+}
 
 // Private messages are delivered on a service channel: a listener is enough.
 cometd.addListener("/service/private", (message) => onPrivateMessage(message.data));
