@@ -23,6 +23,10 @@
 //!   without a `/meta/disconnect` after about `--vanish-after` seconds and are replaced by fresh
 //!   sessions; reports every `--report-every` seconds.
 //!
+//! Clusters: with several `--url`s the subscribing (and echoing) sessions are spread over them
+//! (`--spread`), the publishers go to `--publish-url`, `--publish-rooms` leaves rooms without
+//! publishes, and `--server-pid` may name every process of the server (nodes, Redis).
+//!
 //! Accounting: every (publisher, room) pair is a stream with its own sequence numbers, and each
 //! subscriber checks the sequence of what it receives: a gap is messages the server dropped; the
 //! `/meta/overflow` markers (`data.dropped`) received just before a gap say how many of them were
@@ -55,6 +59,12 @@ enum Transport {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+enum Spread {
+    Sessions,
+    Rooms,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 enum Mode {
     Fanout,
     Echo,
@@ -64,9 +74,20 @@ enum Mode {
 #[derive(Parser, Clone, Debug)]
 #[command(about = "Bayeux load generator (fan-out, echo, soak) for any Bayeux/CometD server")]
 struct Args {
-    /// The Bayeux endpoint (`http://host:port/path`; websocket uses the same path).
+    /// The Bayeux endpoint (`http://host:port/path`; websocket uses the same path). Repeat it
+    /// to drive a cluster: the subscribing (and echoing) sessions are spread over the URLs (see
+    /// `--spread`), the publishers go to `--publish-url`.
     #[arg(long, default_value = "http://127.0.0.1:8080/cometd")]
-    url: String,
+    url: Vec<String>,
+    /// The endpoint of the publishing sessions (default: the first `--url`).
+    #[arg(long)]
+    publish_url: Option<String>,
+    /// How subscribing sessions are spread over several `--url`s: `sessions` splits every
+    /// room's sessions evenly over the URLs; `rooms` puts each room's sessions on one URL, the
+    /// rooms in contiguous blocks (with 10 rooms and 2 URLs: rooms 0-4 on the first, 5-9 on the
+    /// second).
+    #[arg(long, value_enum, default_value = "sessions")]
+    spread: Spread,
     #[arg(long, value_enum, default_value = "long-polling")]
     transport: Transport,
     #[arg(long, value_enum, default_value = "fanout")]
@@ -77,6 +98,10 @@ struct Args {
     /// Room channels `/bench/room/<k>`; client `i` joins room `i % rooms`.
     #[arg(long, default_value_t = 10)]
     rooms: usize,
+    /// Publish only to the rooms `0..N` (default: all of them); the other rooms' sessions stay
+    /// subscribed and receive nothing.
+    #[arg(long)]
+    publish_rooms: Option<usize>,
     /// Publishing sessions (not subscribed). 0: idle sessions only.
     #[arg(long, default_value_t = 10)]
     publishers: usize,
@@ -129,9 +154,11 @@ struct Args {
     /// Seconds between progress reports (default: 1, or 10 in soak mode).
     #[arg(long)]
     report_every: Option<f64>,
-    /// The server's pid, for its CPU time and RSS (from /proc).
+    /// The server's pid, for its CPU time and RSS (from /proc). Repeat it for a server made of
+    /// several processes (cluster nodes, Redis): the server CPU is their sum, each one's is
+    /// reported too, and the RSS lines are the first process's.
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
     /// Start the server with this shell command (its pid is tracked; it is killed at the end).
     #[arg(long)]
     spawn: Option<String>,
@@ -184,7 +211,9 @@ struct Counters {
 
 struct Shared {
     args: Args,
-    target: Target,
+    /// The endpoints: those of `--url` (subscribing and echoing sessions), then that of the
+    /// publishers.
+    targets: Vec<Target>,
     start: Instant,
     /// Publishes sent at or after this time (ns since start) are measured.
     measure_from: AtomicU64,
@@ -229,13 +258,38 @@ impl Shared {
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// The rooms published to: `0..publish_rooms`.
+    fn publish_rooms(&self) -> usize {
+        self.args
+            .publish_rooms
+            .map_or(self.args.rooms, |n| n.clamp(1, self.args.rooms))
+    }
+
+    /// The endpoint of the publishers (an index into `targets`).
+    fn publish_target(&self) -> usize {
+        self.targets.len() - 1
+    }
+
+    /// The endpoint of subscribing or echoing session `slot` (an index into `targets`).
+    fn session_target(&self, slot: usize) -> usize {
+        let n = self.targets.len() - 1;
+        if n <= 1 {
+            return 0;
+        }
+        let rooms = self.args.rooms;
+        match self.args.spread {
+            Spread::Sessions => (slot / rooms) % n,
+            Spread::Rooms => (slot % rooms) * n / rooms,
+        }
+    }
+
     fn streams_per_room(&self) -> usize {
-        self.args.publishers.div_ceil(self.args.rooms).max(1)
+        self.args.publishers.div_ceil(self.publish_rooms()).max(1)
     }
 
     /// The publisher of a room's `idx`-th stream.
     fn stream_publisher(&self, room: usize, idx: usize) -> usize {
-        let (p, k) = (self.args.publishers, self.args.rooms);
+        let (p, k) = (self.args.publishers, self.publish_rooms());
         if p > k {
             room + idx * k
         } else {
@@ -370,7 +424,11 @@ struct Tracker {
 
 impl Tracker {
     fn new(sh: &Shared, room: usize, from_start: bool) -> Self {
-        let n = sh.streams_per_room();
+        let n = if room < sh.publish_rooms() {
+            sh.streams_per_room()
+        } else {
+            0
+        };
         Self {
             room,
             timed: true,
@@ -604,7 +662,7 @@ impl Reader<'_> {
             let Some(tracker) = self.tracker.as_deref_mut() else {
                 return;
             };
-            let idx = p as usize / sh.args.rooms;
+            let idx = p as usize / sh.publish_rooms();
             if idx >= tracker.last.len() {
                 return;
             }
@@ -650,6 +708,8 @@ impl Reader<'_> {
 // Long-polling sessions
 
 struct LpSession {
+    /// Its endpoint (an index into `Shared::targets`).
+    target: usize,
     conn: HttpConn,
     jar: Jar,
     client_id: String,
@@ -662,23 +722,25 @@ struct LpSession {
 const NETWORK_DELAY: Duration = Duration::from_secs(10);
 
 impl LpSession {
-    fn path(sh: &Shared, suffix: &str) -> String {
-        format!("{}/{}", sh.target.path, suffix)
+    fn path(sh: &Shared, target: usize, suffix: &str) -> String {
+        format!("{}/{}", sh.targets[target].path, suffix)
     }
 
-    async fn handshake(sh: &Shared, rcvbuf: Option<u32>) -> Result<Self, String> {
-        let mut conn = HttpConn::new(sh.target.addr, rcvbuf);
+    async fn handshake(sh: &Shared, target: usize, rcvbuf: Option<u32>) -> Result<Self, String> {
+        let mut conn = HttpConn::new(sh.targets[target].addr, rcvbuf);
         let mut jar = Jar::default();
         let mut body = Vec::with_capacity(512);
         body.push(b'[');
         handshake_msg(&mut body, 1);
         body.push(b']');
-        let path = Self::path(sh, "handshake");
-        let reply =
-            tokio::time::timeout(NETWORK_DELAY, conn.post(&sh.target, &path, &body, &mut jar))
-                .await
-                .map_err(|_| "handshake: timeout".to_string())?
-                .map_err(|e| format!("handshake: {e}"))?;
+        let path = Self::path(sh, target, "handshake");
+        let reply = tokio::time::timeout(
+            NETWORK_DELAY,
+            conn.post(&sh.targets[target], &path, &body, &mut jar),
+        )
+        .await
+        .map_err(|_| "handshake: timeout".to_string())?
+        .map_err(|e| format!("handshake: {e}"))?;
         if reply.status != 200 {
             return Err(format!("handshake: HTTP {}", reply.status));
         }
@@ -692,6 +754,7 @@ impl LpSession {
         sh.c.handshakes.fetch_add(1, Relaxed);
         match out.handshake {
             Some(Ok((client_id, timeout))) => Ok(Self {
+                target,
                 conn,
                 jar,
                 client_id,
@@ -717,10 +780,11 @@ impl LpSession {
         reader: &mut Reader<'_>,
         wait: Duration,
     ) -> Result<Outcome, String> {
-        let path = Self::path(sh, suffix);
+        let path = Self::path(sh, self.target, suffix);
         let reply = tokio::time::timeout(
             wait,
-            self.conn.post(&sh.target, &path, &self.body, &mut self.jar),
+            self.conn
+                .post(&sh.targets[self.target], &path, &self.body, &mut self.jar),
         )
         .await
         .map_err(|_| {
@@ -944,6 +1008,7 @@ fn class_of(sh: &Shared, slot: usize) -> Class {
 /// A subscribing session (fanout, soak), replaced by a fresh one whenever it ends before the run.
 async fn subscriber(sh: Arc<Shared>, slot: usize, ramp: Arc<Semaphore>) {
     let room = slot % sh.args.rooms;
+    let target = sh.session_target(slot);
     let class = class_of(&sh, slot);
     let mut initial = true;
     let mut permit = Some(ramp.acquire_owned().await.expect("open"));
@@ -958,6 +1023,7 @@ async fn subscriber(sh: Arc<Shared>, slot: usize, ramp: Arc<Semaphore>) {
         let end = if sh.ws() {
             ws_session(
                 &sh,
+                target,
                 class,
                 &mut behaviour,
                 Some((room, &mut tracker)),
@@ -969,6 +1035,7 @@ async fn subscriber(sh: Arc<Shared>, slot: usize, ramp: Arc<Semaphore>) {
         } else {
             lp_subscriber_session(
                 &sh,
+                target,
                 room,
                 class,
                 &mut behaviour,
@@ -1032,8 +1099,10 @@ fn mark_ready(sh: &Shared, permit: &mut Option<tokio::sync::OwnedSemaphorePermit
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn lp_subscriber_session(
     sh: &Shared,
+    target: usize,
     room: usize,
     class: Class,
     behaviour: &mut Behaviour,
@@ -1041,7 +1110,7 @@ async fn lp_subscriber_session(
     permit: &mut Option<tokio::sync::OwnedSemaphorePermit>,
     initial: bool,
 ) -> Result<End, String> {
-    let mut s = LpSession::handshake(sh, rcvbuf_for(sh, class)).await?;
+    let mut s = LpSession::handshake(sh, target, rcvbuf_for(sh, class)).await?;
     // The official client's first connect (advice timeout 0) precedes its subscriptions.
     s.connect_body(sh, true);
     let mut reader = Reader {
@@ -1118,11 +1187,11 @@ async fn ws_next(ws: &mut Ws) -> Option<Result<bytes::Bytes, String>> {
     }
 }
 
-async fn ws_handshake(sh: &Shared, class: Class) -> Result<WsState, String> {
+async fn ws_handshake(sh: &Shared, target: usize, class: Class) -> Result<WsState, String> {
     let mut jar = Jar::default();
     let mut ws = tokio::time::timeout(
         NETWORK_DELAY,
-        http::ws_connect(&sh.target, &mut jar, rcvbuf_for(sh, class)),
+        http::ws_connect(&sh.targets[target], &mut jar, rcvbuf_for(sh, class)),
     )
     .await
     .map_err(|_| "ws upgrade: timeout".to_string())?
@@ -1164,8 +1233,10 @@ async fn ws_handshake(sh: &Shared, class: Class) -> Result<WsState, String> {
 /// One websocket session: a subscriber (`room`), an echo client (`echo`) or, with neither, idle.
 /// Connect replies are answered with the next connect at once; the socket is not read during a
 /// slow session's pauses.
+#[allow(clippy::too_many_arguments)]
 async fn ws_session(
     sh: &Shared,
+    target: usize,
     class: Class,
     behaviour: &mut Behaviour,
     mut room: Option<(usize, &mut Tracker)>,
@@ -1173,7 +1244,7 @@ async fn ws_session(
     permit: &mut Option<tokio::sync::OwnedSemaphorePermit>,
     initial: bool,
 ) -> Result<End, String> {
-    let mut st = ws_handshake(sh, class).await?;
+    let mut st = ws_handshake(sh, target, class).await?;
     st.send_connect(sh, true).await?;
     let mut subscribed = false;
     if let Some((r, _)) = &room {
@@ -1314,7 +1385,7 @@ async fn ws_session(
 
 /// Rooms publisher `p` publishes to.
 fn rooms_of(sh: &Shared, p: usize) -> Vec<usize> {
-    let (np, k) = (sh.args.publishers, sh.args.rooms);
+    let (np, k) = (sh.args.publishers, sh.publish_rooms());
     if np > k {
         vec![p % k]
     } else {
@@ -1420,7 +1491,8 @@ impl Schedule {
 }
 
 async fn lp_publisher(sh: Arc<Shared>, p: usize) {
-    let s = match LpSession::handshake(&sh, None).await {
+    let target = sh.publish_target();
+    let s = match LpSession::handshake(&sh, target, None).await {
         Ok(s) => s,
         Err(e) => {
             sh.error(format!("publisher {e}"));
@@ -1430,7 +1502,8 @@ async fn lp_publisher(sh: Arc<Shared>, p: usize) {
     // The session's connect loop on its own connection, the publishes on another one with the
     // same cookies (as the official client's two connections).
     let mut publish = LpSession {
-        conn: HttpConn::new(sh.target.addr, None),
+        target,
+        conn: HttpConn::new(sh.targets[target].addr, None),
         jar: s.jar.clone(),
         client_id: s.client_id.clone(),
         next_id: 1_000_000_000,
@@ -1490,7 +1563,7 @@ async fn lp_publisher(sh: Arc<Shared>, p: usize) {
 }
 
 async fn ws_publisher(sh: Arc<Shared>, p: usize) {
-    let mut st = match ws_handshake(&sh, Class::Normal).await {
+    let mut st = match ws_handshake(&sh, sh.publish_target(), Class::Normal).await {
         Ok(st) => st,
         Err(e) => {
             sh.error(format!("publisher {e}"));
@@ -1585,6 +1658,7 @@ async fn echo_client(sh: Arc<Shared>, slot: usize, ramp: Arc<Semaphore>) {
         let mut behaviour = Behaviour::new(&sh, Class::Normal);
         ws_session(
             &sh,
+            sh.session_target(slot),
             Class::Normal,
             &mut behaviour,
             None,
@@ -1607,9 +1681,11 @@ async fn lp_echo(
     state: &EchoState,
     permit: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<End, String> {
-    let mut s = LpSession::handshake(sh, None).await?;
+    let target = sh.session_target(slot);
+    let mut s = LpSession::handshake(sh, target, None).await?;
     let mut publish = LpSession {
-        conn: HttpConn::new(sh.target.addr, None),
+        target,
+        conn: HttpConn::new(sh.targets[target].addr, None),
         jar: s.jar.clone(),
         client_id: s.client_id.clone(),
         next_id: 1_000_000_000,
@@ -1751,34 +1827,48 @@ fn main() {
 
 struct Cpu {
     gen_cpu: f64,
+    /// The server processes' CPU seconds, summed.
     srv_cpu: Option<f64>,
+    /// Each server process's.
+    each: Vec<Option<f64>>,
     at: Instant,
 }
 
 impl Cpu {
-    fn now(pid: Option<u32>) -> Self {
+    fn now(pids: &[u32]) -> Self {
+        let each: Vec<Option<f64>> = pids.iter().map(|p| cpu_seconds(&p.to_string())).collect();
         Self {
             gen_cpu: cpu_seconds("self").unwrap_or(0.0),
-            srv_cpu: pid.and_then(|p| cpu_seconds(&p.to_string())),
+            srv_cpu: each.iter().flatten().copied().reduce(|a, b| a + b),
+            each,
             at: Instant::now(),
         }
     }
 }
 
 async fn run(args: Args) -> i32 {
-    let target = match Target::parse(&args.url) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
+    // The sessions' endpoints, then the publishers'.
+    let publish_url = args.publish_url.as_ref().or(args.url.first());
+    let mut targets = Vec::new();
+    for url in args.url.iter().chain(publish_url) {
+        match Target::parse(url) {
+            Ok(t) => targets.push(t),
+            Err(e) => {
+                eprintln!("{e}");
+                return 2;
+            }
         }
-    };
+    }
+    if targets.len() < 2 {
+        eprintln!("--url is needed");
+        return 2;
+    }
     if args.rooms == 0 {
         eprintln!("--rooms must be at least 1");
         return 2;
     }
     let mut child = None;
-    let mut pid = args.server_pid;
+    let mut pids = args.server_pid.clone();
     if let Some(cmd) = &args.spawn {
         match std::process::Command::new("sh")
             .arg("-c")
@@ -1788,7 +1878,7 @@ async fn run(args: Args) -> i32 {
             .spawn()
         {
             Ok(c) => {
-                pid = Some(c.id());
+                pids.insert(0, c.id());
                 child = Some(c);
             }
             Err(e) => {
@@ -1797,19 +1887,21 @@ async fn run(args: Args) -> i32 {
             }
         }
     }
-    // Wait for the server to accept connections.
+    // Wait for the server (every endpoint) to accept connections.
     let up = Instant::now();
-    loop {
-        if tokio::net::TcpStream::connect(target.addr).await.is_ok() {
-            break;
+    for target in &targets {
+        loop {
+            if tokio::net::TcpStream::connect(target.addr).await.is_ok() {
+                break;
+            }
+            if up.elapsed() > Duration::from_secs(60) {
+                eprintln!("{}: not accepting connections", target.addr);
+                return 1;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if up.elapsed() > Duration::from_secs(60) {
-            eprintln!("{}: not accepting connections", target.addr);
-            return 1;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let code = drive(args, target, pid).await;
+    let code = drive(args, targets, pids).await;
     if let Some(mut c) = child {
         let _ = c.kill();
         let _ = c.wait();
@@ -1817,7 +1909,9 @@ async fn run(args: Args) -> i32 {
     code
 }
 
-async fn drive(args: Args, target: Target, pid: Option<u32>) -> i32 {
+async fn drive(args: Args, targets: Vec<Target>, pids: Vec<u32>) -> i32 {
+    // RSS is the first process's; CPU the sum of all of them.
+    let pid = pids.first().copied();
     let report_every =
         args.report_every
             .unwrap_or(if args.mode == Mode::Soak { 10.0 } else { 1.0 });
@@ -1827,7 +1921,7 @@ async fn drive(args: Args, target: Target, pid: Option<u32>) -> i32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     let sh = Arc::new(Shared {
-        target,
+        targets,
         start: Instant::now(),
         measure_from: AtomicU64::new(u64::MAX),
         room_subs: (0..args.rooms).map(|_| AtomicI64::new(0)).collect(),
@@ -1851,7 +1945,7 @@ async fn drive(args: Args, target: Target, pid: Option<u32>) -> i32 {
         "load: {:?} over {:?} to {} — {} clients, {} rooms, {} publishers, rate {}, payload {} B, {} s + {} s warm-up, {} thread(s){}",
         args.mode,
         args.transport,
-        args.url,
+        args.url.join(" "),
         args.clients,
         args.rooms,
         args.publishers,
@@ -1869,6 +1963,38 @@ async fn drive(args: Args, target: Target, pid: Option<u32>) -> i32 {
             mb(rss0)
         )),
     );
+    if args.url.len() > 1 || args.publish_url.is_some() || args.publish_rooms.is_some() {
+        let n = sh.targets.len() - 1;
+        let mut per_url = vec![(0usize, std::collections::BTreeSet::new()); n];
+        for slot in 0..args.clients {
+            let (count, rooms) = &mut per_url[sh.session_target(slot)];
+            *count += 1;
+            rooms.insert(slot % args.rooms);
+        }
+        for (url, (count, rooms)) in args.url.iter().zip(&per_url) {
+            let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+            println!(
+                "cluster: {count} sessions at {url} (rooms {})",
+                rooms.join(",")
+            );
+        }
+        println!(
+            "cluster: publishers at {} to rooms 0-{}{}",
+            args.publish_url.as_ref().unwrap_or(&args.url[0]),
+            sh.publish_rooms() - 1,
+            if pids.len() > 1 {
+                format!(
+                    "; server processes {}",
+                    pids.iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     let mut tasks = Vec::new();
     let ramp = Arc::new(Semaphore::new(args.ramp.max(1)));
     let setup = Instant::now();
@@ -1949,7 +2075,7 @@ async fn drive(args: Args, target: Target, pid: Option<u32>) -> i32 {
     sh.phase.send_replace(Phase::Run);
     let total = Duration::from_secs_f64(args.warmup + args.duration);
     let started = Instant::now();
-    let mut cpu_prev = Cpu::now(pid);
+    let mut cpu_prev = Cpu::now(&pids);
     let mut cpu_window_start: Option<Cpu> = None;
     // Deliveries and accepted publishes counted at the start of the measured window.
     let mut window_counts = (0u64, 0u64, 0u64);
@@ -1964,7 +2090,7 @@ async fn drive(args: Args, target: Target, pid: Option<u32>) -> i32 {
     loop {
         let now = Instant::now();
         if cpu_window_start.is_none() && now >= warm_at {
-            cpu_window_start = Some(Cpu::now(pid));
+            cpu_window_start = Some(Cpu::now(&pids));
             window_counts = (
                 sh.c.delivered.load(Relaxed),
                 sh.c.accepted.load(Relaxed),
@@ -1984,7 +2110,7 @@ async fn drive(args: Args, target: Target, pid: Option<u32>) -> i32 {
             continue;
         }
         next_report += Duration::from_secs_f64(report_every);
-        let cpu = Cpu::now(pid);
+        let cpu = Cpu::now(&pids);
         let dt = cpu.at.duration_since(cpu_prev.at).as_secs_f64();
         let gen_pct = (cpu.gen_cpu - cpu_prev.gen_cpu) / dt * 100.0;
         let srv_pct = match (cpu.srv_cpu, cpu_prev.srv_cpu) {
@@ -2058,11 +2184,11 @@ async fn drive(args: Args, target: Target, pid: Option<u32>) -> i32 {
         prev_offered = offered;
         cpu_prev = cpu;
     }
-    let cpu_end = Cpu::now(pid);
+    let cpu_end = Cpu::now(&pids);
     let window_delivered = sh.c.delivered.load(Relaxed) - window_counts.0;
     let window_frames = sh.c.frames.load(Relaxed) - window_counts.2;
     let window_accepted = sh.c.accepted.load(Relaxed) - window_counts.1;
-    let cpu_start = cpu_window_start.unwrap_or_else(|| Cpu::now(pid));
+    let cpu_start = cpu_window_start.unwrap_or_else(|| Cpu::now(&pids));
     let window = cpu_end
         .at
         .duration_since(cpu_start.at)
@@ -2198,6 +2324,33 @@ async fn drive(args: Args, target: Target, pid: Option<u32>) -> i32 {
             s / window * 100.0
         )),
     );
+    // Each server process's CPU over the window and peak RSS, when there are several.
+    let each_cpu: Vec<Option<f64>> = cpu_end
+        .each
+        .iter()
+        .zip(&cpu_start.each)
+        .map(|(a, b)| Some((*a)? - (*b)?))
+        .collect();
+    let each_hwm: Vec<Option<u64>> = pids.iter().map(|&p| status_kb(p, "VmHWM")).collect();
+    if pids.len() > 1 {
+        let each: Vec<String> = pids
+            .iter()
+            .zip(&each_cpu)
+            .zip(&each_hwm)
+            .map(|((p, cpu), hwm)| {
+                format!(
+                    "pid {p} {} ({}), peak RSS {}",
+                    cpu.map_or("-".into(), |s| format!("{s:.1} s")),
+                    cpu.map_or("-".into(), |s| format!(
+                        "{:.0}% of a core",
+                        s / window * 100.0
+                    )),
+                    mb(*hwm)
+                )
+            })
+            .collect();
+        println!("cpu per server process: {}", each.join("; "));
+    }
     if pid.is_some() {
         println!(
             "server RSS: {} at the end, peak {} (VmHWM), highest sampled {}",
@@ -2214,7 +2367,7 @@ async fn drive(args: Args, target: Target, pid: Option<u32>) -> i32 {
     for (what, n) in &errors {
         println!("  {n:>8}  {what}");
     }
-    let result = serde_json::json!({
+    let mut result = serde_json::json!({
         "label": args.label,
         "mode": format!("{:?}", args.mode).to_lowercase(),
         "transport": sh.connection_type(),
@@ -2253,6 +2406,11 @@ async fn drive(args: Args, target: Target, pid: Option<u32>) -> i32 {
         "server_rss_sessions_kb": rss_sessions.map(|(kb, _)| kb),
         "server_bytes_per_session": rss_sessions.map(|(_, per)| per),
     });
+    if pids.len() > 1 {
+        result["server_pids"] = serde_json::json!(pids);
+        result["server_cpu_s_each"] = serde_json::json!(each_cpu);
+        result["server_rss_peak_kb_each"] = serde_json::json!(each_hwm);
+    }
     println!("RESULT {result}");
     0
 }
