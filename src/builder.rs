@@ -349,7 +349,7 @@ impl BayeuxBuilder {
     /// Connects this node to the other nodes of one Bayeux space through Redis: broadcasts
     /// published on any node reach the subscribers of every node, and
     /// [`Bayeux::deliver`](crate::Bayeux::deliver) reaches a session on any node. See
-    /// [`RedisBroker`] and the README's "Running several nodes".
+    /// [`RedisBroker`](crate::RedisBroker) and the README's "Running several nodes".
     ///
     /// Default: none (a single node).
     #[cfg(feature = "redis")]
