@@ -1,9 +1,10 @@
 // Scenario c: a node dies behind a load balancer. An official client reaches node A through a
-// small HTTP + websocket-upgrade forwarding proxy (the "load balancer" below) and subscribes in
-// its /meta/handshake listener, the documented pattern for subscriptions that must survive a
-// re-handshake. Node A is killed and the balancer sends everything to node B from then on: the
-// client must meet B's `402::unknown client`, re-handshake on B, subscribe again, and then get
-// what a client of B publishes to the room (and B's client what it publishes), exactly once.
+// small HTTP + websocket-upgrade forwarding proxy (the "load balancer", startBalancer in
+// cluster.mjs) and subscribes in its /meta/handshake listener, the documented pattern for
+// subscriptions that must survive a re-handshake. Node A is killed and the balancer sends
+// everything to node B from then on: the client must meet B's `402::unknown client`,
+// re-handshake on B, subscribe again, and then get what a client of B publishes to the room
+// (and B's client what it publishes), exactly once.
 //
 // What would break it:
 // - node B answering the stranger's /meta/connect with anything but 402 and advice to
@@ -17,15 +18,12 @@
 //   keep getting the messages, including those the failed-over client publishes).
 
 import assert from "node:assert/strict";
-import {once} from "node:events";
-import http from "node:http";
-import net from "node:net";
 import {afterEach, test} from "node:test";
 import {
     EXPECTED_TRANSPORT, Inbox, channel, closeAllClients, connectClient, createClient, publishOk, sleep, subscribeOk,
     waitUntil,
 } from "../helpers.mjs";
-import {SETTLE_TIMEOUT, URL_B, startNode} from "./cluster.mjs";
+import {SETTLE_TIMEOUT, URL_B, startBalancer, startNode} from "./cluster.mjs";
 
 const cleanups = [];
 
@@ -35,103 +33,6 @@ afterEach(async () => {
         await cleanup();
     }
 });
-
-/** Hop-by-hop headers: each side of the balancer has its own connection. */
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "te", "trailer"]);
-
-function endToEnd(headers) {
-    return Object.fromEntries(Object.entries(headers).filter(([name]) => !HOP_BY_HOP.has(name.toLowerCase())));
-}
-
-/**
- * A load balancer with one backend at a time: each HTTP request is forwarded (on a connection
- * of its own) to the backend of the moment, each websocket upgrade is forwarded and then piped
- * both ways. When the backend fails, a request without a response yet gets `502`, a response
- * or websocket in progress is cut. Resolves with {url, switchTo(url), forwarded, close()};
- * `forwarded` lists {kind: "http"|"upgrade", backend, path, status}.
- */
-async function startBalancer(backendUrl) {
-    let backend = new URL(backendUrl);
-    const forwarded = [];
-    const sockets = new Set();
-
-    const server = http.createServer((req, res) => {
-        const entry = {kind: "http", backend: backend.port, path: req.url, status: 0};
-        forwarded.push(entry);
-        const upstream = http.request({
-            host: backend.hostname,
-            port: backend.port,
-            method: req.method,
-            path: req.url,
-            headers: endToEnd(req.headers),
-            agent: false,
-        }, (response) => {
-            entry.status = response.statusCode;
-            res.writeHead(response.statusCode, endToEnd(response.headers));
-            response.pipe(res);
-            response.on("aborted", () => res.destroy());
-            response.on("error", () => res.destroy());
-        });
-        upstream.on("error", () => {
-            if (!res.headersSent) {
-                entry.status = 502;
-                res.writeHead(502, {"Content-Type": "text/plain", "Connection": "close"});
-                res.end("bad gateway");
-            } else {
-                res.destroy();
-            }
-        });
-        req.pipe(upstream);
-    });
-
-    server.on("upgrade", (req, socket, head) => {
-        const entry = {kind: "upgrade", backend: backend.port, path: req.url, status: 0};
-        forwarded.push(entry);
-        const upstream = net.connect(Number(backend.port), backend.hostname);
-        const close = () => {
-            socket.destroy();
-            upstream.destroy();
-        };
-        upstream.on("connect", () => {
-            entry.status = 101;
-            const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
-            for (let i = 0; i < req.rawHeaders.length; i += 2) {
-                lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
-            }
-            upstream.write(lines.join("\r\n") + "\r\n\r\n");
-            if (head.length > 0) {
-                upstream.write(head);
-            }
-            upstream.pipe(socket);
-            socket.pipe(upstream);
-        });
-        upstream.on("error", close);
-        upstream.on("close", close);
-        socket.on("error", close);
-        socket.on("close", close);
-    });
-
-    server.on("connection", (socket) => {
-        sockets.add(socket);
-        socket.on("close", () => sockets.delete(socket));
-    });
-    server.listen(0, "127.0.0.1");
-    await once(server, "listening");
-    return {
-        url: `http://127.0.0.1:${server.address().port}/cometd`,
-        forwarded,
-        switchTo(url) {
-            backend = new URL(url);
-        },
-        async close() {
-            server.close();
-            for (const socket of sockets) {
-                socket.destroy();
-            }
-            await once(server, "close").catch(() => {});
-        },
-    };
-}
 
 test("behind a load balancer, a client of a killed node re-handshakes on the other node, subscribes again in its handshake listener, and gets the room's messages", async (t) => {
     const nodeA = await startNode();
