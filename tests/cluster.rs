@@ -925,3 +925,32 @@ async fn without_redis_a_publish_with_history_is_refused_not_lost() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publishes_of_one_request_get_their_positions_in_order() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let a = history_node(&redis);
+        let reader = Client::connected(&a).await;
+        reader.subscribe("/chat/room").await;
+        // Sent to Redis one after the other without waiting; answered in that order.
+        let replies = reader
+            .send(
+                (1..=5)
+                    .map(|n| json!({"channel": "/chat/room", "data": n}))
+                    .collect(),
+            )
+            .await;
+        let positions: Vec<u64> = replies
+            .iter()
+            .filter(|m| m["successful"] == true)
+            .map(|m| m["ext"]["history"]["offset"].as_u64().unwrap())
+            .collect();
+        assert_eq!(positions, [1, 2, 3, 4, 5]);
+        let got = receive_messages(&reader, 5).await;
+        assert_eq!(offsets(&got), [1, 2, 3, 4, 5]);
+        assert_eq!(data_of(&got), (1..=5).map(Value::from).collect::<Vec<_>>());
+    })
+    .await
+    .unwrap();
+}

@@ -16,6 +16,8 @@ use crate::protocol::{Advice, ChannelKind, ChannelName, ErrorCode, Message, Reco
 use super::channel::MessageEvent;
 use super::connect::HeldConnect;
 use super::event::RemoveReason;
+use super::history;
+use super::publish::PendingPosition;
 use super::session::Delivery;
 use super::{Engine, ServerSession};
 
@@ -111,6 +113,8 @@ pub(super) enum Step {
     Reply {
         request: Option<Message>,
         reply: Message,
+        /// A publish's position, still to come from the broker.
+        pending: Option<PendingPosition>,
     },
     Hold(HeldConnect),
 }
@@ -120,6 +124,7 @@ impl Step {
         Self::Reply {
             request: Some(request),
             reply,
+            pending: None,
         }
     }
 }
@@ -155,19 +160,23 @@ impl Engine {
                 (s, _) => s.as_ref(),
             };
             match self.process_one(message, owner, single, link).await {
-                Step::Reply { request, reply } => answered.push((owner.cloned(), request, reply)),
+                Step::Reply {
+                    request,
+                    reply,
+                    pending,
+                } => answered.push((owner.cloned(), request, reply, pending)),
                 Step::Hold(connect) => held = Some(connect),
             }
         }
         let queued = match (&session, &held) {
             (Some(session), None) => {
-                let connect = answered.iter_mut().find(|(owner, _, reply)| {
+                let connect = answered.iter_mut().find(|(owner, _, reply, _)| {
                     owner.is_some()
                         && reply.channel == meta::CONNECT
                         && reply.successful == Some(true)
                 });
                 match connect {
-                    Some((_, _, reply)) => session.drain_into_connect_reply(reply),
+                    Some((_, _, reply, _)) => session.drain_into_connect_reply(reply),
                     None if self.delivers_on_any_reply(link) => session.drain(),
                     None => Vec::new(),
                 }
@@ -175,7 +184,15 @@ impl Engine {
             _ => Vec::new(),
         };
         let mut replies = Vec::with_capacity(answered.len());
-        for (owner, request, mut reply) in answered {
+        for (owner, request, mut reply, pending) in answered {
+            // The broker answers in the order the publishes were handed over: all of the
+            // request's were sent before the first answer is awaited.
+            if let Some(position) = pending {
+                match position.await {
+                    Ok(position) => history::stamp(&mut reply.ext, &position),
+                    Err(_) => reply.fail(ErrorCode::HistoryUnavailable),
+                }
+            }
             if self
                 .inner
                 .extend_outgoing(owner.as_ref(), request.as_ref(), &mut reply)
@@ -284,9 +301,13 @@ impl Engine {
                     Step::reply(message, reply)
                 }
                 ChannelKind::Service | ChannelKind::Broadcast => {
-                    let (request, reply) =
+                    let (request, reply, pending) =
                         self.publish_from_client(session, channel, message).await;
-                    Step::Reply { request, reply }
+                    Step::Reply {
+                        request,
+                        reply,
+                        pending,
+                    }
                 }
             }
         }

@@ -383,10 +383,18 @@ impl ServerChannel {
         message.channel = self.name.as_str().to_owned();
         message.id = None;
         message.client_id = None;
-        match self.engine.inner.broadcast(&self.name, message).await {
+        match self
+            .engine
+            .inner
+            .broadcast(&self.name, message)
+            .await
+            .settled()
+            .await
+        {
             super::publish::Broadcasted::Sent(_) => Ok(()),
             super::publish::Broadcasted::Dropped => Err(Error::MessageDeleted),
             super::publish::Broadcasted::Failed(err) => Err(err),
+            super::publish::Broadcasted::Pending(_) => unreachable!("settled"),
         }
     }
 }

@@ -20,10 +20,10 @@ impl Engine {
         session: &ServerSession,
         channel: ChannelName,
         message: Message,
-    ) -> (Option<Message>, Message) {
+    ) -> (Option<Message>, Message, Option<PendingPosition>) {
         let refuse = |message: Message, error| {
             let reply = failed(&message, error);
-            (Some(message), reply)
+            (Some(message), reply, None)
         };
         if channel.is_wild() {
             return refuse(message, ErrorCode::ChannelInvalid);
@@ -63,11 +63,11 @@ impl Engine {
                 if reply.successful != Some(false) {
                     reply.fail(ErrorCode::MessageDeleted);
                 }
-                return (Some(event.message), reply);
+                return (Some(event.message), reply, None);
             }
         }
         if !event.channel.is_broadcast() {
-            return (Some(event.message), event.reply);
+            return (Some(event.message), event.reply, None);
         }
         // The request is kept for the reply's outgoing extensions only if there are any.
         let request = (self.inner.has_extensions() || session.has_extensions())
@@ -80,14 +80,17 @@ impl Engine {
         // Deliveries must carry `data`; clients dispatch to subscribers by it.
         message.data.get_or_insert(serde_json::Value::Null);
         let mut reply = event.reply;
+        let mut pending = None;
         match self.inner.broadcast(&event.channel, message).await {
             Broadcasted::Dropped => reply.fail(ErrorCode::MessageDeleted),
             Broadcasted::Failed(_) => reply.fail(ErrorCode::HistoryUnavailable),
             // The publisher learns its message's position.
             Broadcasted::Sent(Some(position)) => history::stamp(&mut reply.ext, &position),
             Broadcasted::Sent(None) => {}
+            // Known once the broker answers: the request's other messages go on meanwhile.
+            Broadcasted::Pending(position) => pending = Some(position),
         }
-        (request, reply)
+        (request, reply, pending)
     }
 }
 
@@ -99,6 +102,25 @@ pub(crate) enum Broadcasted {
     Sent(Option<Position>),
     /// Not sent: the channel's history, kept by the broker, cannot be reached.
     Failed(Error),
+    /// Handed to the broker that keeps the channel's history, which gives it its position
+    /// (or fails) in the order it was handed over.
+    Pending(PendingPosition),
+}
+
+/// The position a broker will give a broadcast (see [`Broadcasted::Pending`]).
+pub(crate) type PendingPosition = super::BoxFuture<'static, Result<Position, Error>>;
+
+impl Broadcasted {
+    /// Waits for a pending position.
+    pub(crate) async fn settled(self) -> Self {
+        match self {
+            Self::Pending(position) => match position.await {
+                Ok(position) => Self::Sent(Some(position)),
+                Err(err) => Self::Failed(err),
+            },
+            done => done,
+        }
+    }
 }
 
 impl Inner {
@@ -128,17 +150,17 @@ impl Inner {
             // The broker gives the position and sends the message to every node with
             // subscribers, this one included: all of them fan it out in offset order.
             let unpositioned = Unpositioned::new(&message);
-            return match self
+            let position = self
                 .broker
-                .publish_history(channel, retention, unpositioned)
-                .await
-            {
-                Ok(position) => Broadcasted::Sent(Some(position)),
-                Err(err) => {
+                .publish_history(channel, retention, unpositioned);
+            let channel = channel.clone();
+            return Broadcasted::Pending(Box::pin(async move {
+                let position = position.await;
+                if let Err(err) = &position {
                     tracing::warn!(%err, %channel, "not published: its history is unreachable");
-                    Broadcasted::Failed(err)
                 }
-            };
+                position
+            }));
         }
         let _order = self.history.lock(channel).await;
         let position = self.history.next_position(channel, retention);
