@@ -211,6 +211,9 @@ async fn serve(
                         Some(done)
                     }
                     Interest::Unsubscribe(name) => {
+                        // What follows is not this node's to catch up on: forget where the
+                        // channels it covered were.
+                        seen.positions.forget(name.strip_prefix(shared.prefix.as_str()));
                         if wanted.remove(&name)
                             && let Err(err) = connection.unsubscribe(&name).await
                         {
@@ -338,6 +341,18 @@ const MAX_POSITIONS: usize = 65_536;
 impl Positions {
     fn get(&self, channel: &ChannelName) -> Option<&(Arc<str>, u64)> {
         self.0.get(channel)
+    }
+
+    /// Forgets the channels `name` (a channel or a pattern) covers.
+    fn forget(&mut self, name: Option<&str>) {
+        let Some(Ok(name)) = name.map(ChannelName::new) else {
+            return;
+        };
+        if name.is_wild() {
+            self.0.retain(|channel, _| !name.matches(channel));
+        } else {
+            self.0.remove(&name);
+        }
     }
 
     fn set(&mut self, channel: ChannelName, epoch: &str, offset: u64) {
@@ -470,6 +485,22 @@ mod tests {
         assert!(!origins.is_new("a", 2));
         assert!(origins.is_new("a", 5), "a gap is not a duplicate");
         assert!(!origins.is_new("a", 3), "older than the last");
+    }
+
+    #[test]
+    fn positions_are_forgotten_with_the_interest_that_covered_them() {
+        let mut positions = Positions::default();
+        for channel in ["/a/x", "/a/y", "/b"] {
+            positions.set(ChannelName::new(channel).unwrap(), "e", 3);
+        }
+        positions.forget(Some("/a/x"));
+        assert!(positions.get(&ChannelName::from_static("/a/x")).is_none());
+        assert!(positions.get(&ChannelName::from_static("/a/y")).is_some());
+        positions.forget(Some("/a/*"));
+        assert!(positions.get(&ChannelName::from_static("/a/y")).is_none());
+        positions.forget(Some("node:0a1b2c3d"));
+        positions.forget(None);
+        assert!(positions.get(&ChannelName::from_static("/b")).is_some());
     }
 
     #[test]
