@@ -954,3 +954,34 @@ async fn the_publishes_of_one_request_get_their_positions_in_order() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_redis_lost_are_loaded_again_and_the_publish_goes_through() {
+    timeout(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let a = history_node(&redis);
+        let reader = Client::connected(&a).await;
+        reader.subscribe("/chat/room").await;
+        reader.publish("/chat/room", json!(1)).await;
+        // What a restarted Redis does to the scripts (called by their SHA-1).
+        let () = redis.query(redis::cmd("SCRIPT").arg("FLUSH")).await;
+        let replies = reader
+            .send(vec![
+                json!({"channel": "/chat/room", "data": 2}),
+                json!({"channel": "/plain", "data": "between"}),
+                json!({"channel": "/chat/room", "data": 3}),
+            ])
+            .await;
+        let positions: Vec<Value> = replies
+            .iter()
+            .filter(|m| m["channel"] == "/chat/room")
+            .map(|m| m["ext"]["history"]["offset"].clone())
+            .collect();
+        assert_eq!(positions, [json!(2), json!(3)], "{replies:?}");
+        let page = a.history("/chat/room", Some(0), None).await.unwrap();
+        assert_eq!(page.offset, 3);
+        assert_eq!(offsets(&receive_messages(&reader, 3).await), [1, 2, 3]);
+    })
+    .await
+    .unwrap();
+}

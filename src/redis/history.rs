@@ -70,6 +70,22 @@ local now = redis.call('TIME')
 return {epoch, offset, now[1] * 1000 + math.floor(now[2] / 1000), entries}
 "#;
 
+/// The scripts, called by their SHA-1 (`EVALSHA`): loaded whenever the publishing connection
+/// is (re)checked, and again when Redis says it does not have them (a restarted Redis).
+pub(crate) fn scripts() -> &'static [redis::Script; 2] {
+    static SCRIPTS: std::sync::LazyLock<[redis::Script; 2]> =
+        std::sync::LazyLock::new(|| [redis::Script::new(PUBLISH), redis::Script::new(READ)]);
+    &SCRIPTS
+}
+
+/// `EVALSHA` of `script` with its two keys.
+pub(crate) fn call(script: &redis::Script, keys: [String; 2]) -> redis::Cmd {
+    let mut command = redis::cmd("EVALSHA");
+    let [hash, stream] = keys;
+    command.arg(script.get_hash()).arg(2).arg(hash).arg(stream);
+    command
+}
+
 /// How long a channel's history lives in Redis without messages when its retention has no age.
 const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -97,18 +113,13 @@ pub(crate) fn read_command(
     read: &HistoryRead,
     new_epoch: &str,
 ) -> redis::Cmd {
-    let [hash, stream] = keys(prefix, channel);
     let (mode, from) = match read {
         HistoryRead::Position => ("p", String::new()),
         HistoryRead::After(since) => ("a", format!("{}-0", since.offset.saturating_add(1))),
         HistoryRead::All => ("*", String::new()),
     };
-    let mut command = redis::cmd("EVAL");
+    let mut command = call(&scripts()[1], keys(prefix, channel));
     command
-        .arg(READ)
-        .arg(2)
-        .arg(hash)
-        .arg(stream)
         .arg(new_epoch)
         .arg(mode)
         .arg(from)

@@ -53,7 +53,12 @@ pub(crate) async fn run(
     let mut link = Link::new(client);
     let mut sequence = 0u64;
     let mut batch = Vec::with_capacity(BATCH);
+    // The script calls of a batch, in order, in case they must be sent again.
+    let mut scripted = Vec::new();
     loop {
+        scripted.clear();
+        // The index of the next answer: broadcasts' are ignored.
+        let mut answered = 0;
         let received = tokio::select! {
             biased;
             received = outgoing.recv_many(&mut batch, BATCH) => received,
@@ -100,6 +105,7 @@ pub(crate) async fn run(
                     channel, payload, ..
                 } => {
                     pipe.publish(channel, payload.as_ref());
+                    answered += 1;
                 }
                 Outgoing::History {
                     channel,
@@ -108,9 +114,10 @@ pub(crate) async fn run(
                     ..
                 } => {
                     sequence += 1;
-                    pipe.add_command(publish_history(
-                        &shared, sequence, channel, *retention, message,
-                    ));
+                    let command = publish_history(&shared, sequence, channel, *retention, message);
+                    pipe.add_command(command.clone());
+                    scripted.push((answered, command));
+                    answered += 1;
                 }
                 Outgoing::Read {
                     channel,
@@ -119,17 +126,26 @@ pub(crate) async fn run(
                     ..
                 } => {
                     let new_epoch = format!("{}{:x}", shared.node, sequence);
-                    pipe.add_command(history::read_command(
+                    let command = history::read_command(
                         &shared.prefix,
                         channel,
                         *retention,
                         read,
                         &new_epoch,
-                    ));
+                    );
+                    pipe.add_command(command.clone());
+                    scripted.push((answered, command));
+                    answered += 1;
                 }
             }
         }
-        match pipe.query_async::<Vec<redis::Value>>(manager).await {
+        // An error answer to one command (a script Redis does not have) leaves the others'.
+        pipe.ignore_errors();
+        let answers = match pipe.query_async::<Vec<redis::Value>>(manager).await {
+            Ok(answers) => rerun_unknown_scripts(manager, answers, &scripted).await,
+            Err(err) => Err(err),
+        };
+        match answers {
             Ok(answers) => {
                 let mut answers = answers.into_iter();
                 for item in batch.drain(..) {
@@ -167,6 +183,44 @@ pub(crate) async fn run(
     }
 }
 
+/// Sends again, once the scripts are loaded, the script calls Redis answered `NOSCRIPT` (it
+/// restarted and lost them), in their order; returns the batch's answers with theirs.
+async fn rerun_unknown_scripts(
+    manager: &mut ConnectionManager,
+    mut answers: Vec<redis::Value>,
+    scripted: &[(usize, redis::Cmd)],
+) -> redis::RedisResult<Vec<redis::Value>> {
+    let unknown = |value: &redis::Value| {
+        matches!(value, redis::Value::ServerError(err)
+            if err.kind() == Some(redis::ServerErrorKind::NoScript))
+    };
+    if !answers.iter().any(unknown) {
+        return Ok(answers);
+    }
+    load_scripts(manager).await?;
+    let mut again = redis::pipe();
+    again.ignore_errors();
+    let mut positions = Vec::new();
+    for (index, command) in scripted {
+        if answers.get(*index).is_some_and(unknown) {
+            again.add_command(command.clone());
+            positions.push(*index);
+        }
+    }
+    let rerun: Vec<redis::Value> = again.query_async(manager).await?;
+    for (index, value) in positions.into_iter().zip(rerun) {
+        answers[index] = value;
+    }
+    Ok(answers)
+}
+
+async fn load_scripts(manager: &mut ConnectionManager) -> redis::RedisResult<()> {
+    for script in history::scripts() {
+        script.prepare_invoke().load_async(manager).await?;
+    }
+    Ok(())
+}
+
 /// The publishing connection and what is known of its health.
 struct Link {
     client: redis::Client,
@@ -195,9 +249,9 @@ impl Link {
         }
     }
 
-    /// Connects, or checks the connection with a `PING`.
+    /// Connects, or checks the connection with a `PING`, and loads the history scripts.
     async fn check(&mut self, shared: &Shared) {
-        let outcome = match self.connection.as_mut() {
+        let mut outcome = match self.connection.as_mut() {
             Some(manager) => redis::cmd("PING").query_async::<()>(manager).await,
             None => self
                 .client
@@ -205,6 +259,11 @@ impl Link {
                 .await
                 .map(|manager| self.connection = Some(manager)),
         };
+        if outcome.is_ok()
+            && let Some(manager) = self.connection.as_mut()
+        {
+            outcome = load_scripts(manager).await;
+        }
         match outcome {
             Ok(()) => {
                 if self.failures > 0 {
@@ -263,13 +322,11 @@ fn publish_history(
     retention: Retention,
     message: &Unpositioned,
 ) -> redis::Cmd {
-    let [hash, stream] = history::keys(&shared.prefix, channel);
-    let mut command = redis::cmd("EVAL");
+    let mut command = history::call(
+        &history::scripts()[0],
+        history::keys(&shared.prefix, channel),
+    );
     command
-        .arg(history::PUBLISH)
-        .arg(2)
-        .arg(hash)
-        .arg(stream)
         // A new epoch if the channel has none: unique, as the node's id is.
         .arg(format!("{}{sequence:x}", shared.node))
         .arg(retention.max_messages().unwrap_or(0))
