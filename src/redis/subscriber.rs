@@ -296,7 +296,11 @@ async fn take(shared: &Shared, engine: &Inner, push: PushInfo, seen: &mut Seen) 
                 Some((known, last)) if **known == *epoch && offset > last + 1 => {
                     // Missed (a lost connection, a full buffer): read them back first.
                     let last = *last;
-                    fill(shared, engine, &channel, epoch, last, Some(offset)).await;
+                    if let Err(err) =
+                        fill(shared, engine, &channel, epoch, last, Some(offset)).await
+                    {
+                        tracing::warn!(%err, %channel, "cannot read missed messages back: lost");
+                    }
                 }
                 _ => {}
             }
@@ -380,13 +384,21 @@ async fn catch_up(shared: &Shared, engine: &Inner, positions: &mut Positions) {
         .map(|(channel, (epoch, last))| (channel.clone(), epoch.clone(), *last))
         .collect();
     for (channel, epoch, last) in known {
-        let upto = fill(shared, engine, &channel, &epoch, last, None).await;
-        positions.set(channel, &epoch, upto);
+        match fill(shared, engine, &channel, &epoch, last, None).await {
+            Ok(upto) => positions.set(channel, &epoch, upto),
+            Err(err) => {
+                // Redis is gone again: the next reconnect catches up (one line, not one per
+                // channel).
+                tracing::warn!(%err, "cannot read missed messages back: lost");
+                return;
+            }
+        }
     }
 }
 
 /// Reads back and fans out the messages of `channel` after `last` (before `before`, if given)
-/// that this node missed; returns the last offset fanned out.
+/// that this node missed; returns the last offset fanned out, or why the history could not be
+/// read.
 async fn fill(
     shared: &Shared,
     engine: &Inner,
@@ -394,9 +406,9 @@ async fn fill(
     epoch: &str,
     last: u64,
     before: Option<u64>,
-) -> u64 {
+) -> Result<u64, crate::engine::Error> {
     let Some(retention) = engine.history.retention(channel) else {
-        return last;
+        return Ok(last);
     };
     let since = Since {
         offset: last,
@@ -405,8 +417,8 @@ async fn fill(
     let read = shared
         .read_history(channel, retention, HistoryRead::After(since))
         .await;
-    match read {
-        Ok(replay) if replay.recovered == Some(true) => {
+    match read? {
+        replay if replay.recovered == Some(true) => {
             let mut offset = last;
             for delivery in replay.deliveries {
                 if before.is_some_and(|before| offset + 1 >= before) {
@@ -417,15 +429,11 @@ async fn fill(
                 engine.fan_out_positioned(&broadcast, offset).await;
                 shared.counters.recovered.fetch_add(1, Ordering::Relaxed);
             }
-            offset
+            Ok(offset)
         }
-        Ok(_) => {
+        _ => {
             tracing::warn!(%channel, "missed messages are no longer in the channel's history: lost");
-            last
-        }
-        Err(err) => {
-            tracing::warn!(%err, %channel, "cannot read missed messages back: lost");
-            last
+            Ok(last)
         }
     }
 }
