@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::BayeuxBuilder;
 use crate::engine::{
-    ChannelLiteral, Engine, Error, HistoryPage, IntoChannelName, ListenerId, ServerChannel,
-    ServerEvent, ServerSession, Stats,
+    ChannelLiteral, Engine, Error, HistoryPage, IntoChannelName, ListenerId, Published,
+    ServerChannel, ServerEvent, ServerSession, Stats,
 };
 use crate::protocol::{ChannelName, InvalidChannel};
 use crate::transport::TransportConfig;
@@ -77,7 +77,11 @@ impl Bayeux {
     }
 
     /// Publishes `data` to the broadcast channel `channel`; see [`ServerChannel::publish`].
-    pub async fn publish(&self, channel: impl IntoChannelName, data: Value) -> Result<(), Error> {
+    pub async fn publish(
+        &self,
+        channel: impl IntoChannelName,
+        data: Value,
+    ) -> Result<Published, Error> {
         self.try_channel(channel)?.publish(data).await
     }
 
@@ -191,6 +195,16 @@ impl Bayeux {
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shut_down(&self) -> bool {
         self.engine.is_shut_down()
+    }
+
+    /// Starts the engine's background work now (the session sweeper and, with a broker, its
+    /// connections to Redis) rather than on the first request that needs it. Needs a tokio
+    /// runtime; calling it again does nothing.
+    ///
+    /// A server calls it when it starts, so that a node joins the others (and reports its
+    /// broker connected) before its first client arrives.
+    pub fn start(&self) {
+        self.engine.ensure_started();
     }
 
     /// Counts of what the engine holds now, for monitoring.

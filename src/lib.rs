@@ -94,6 +94,8 @@ pub mod context;
 mod engine;
 pub mod ext;
 mod layer;
+#[cfg(feature = "metrics")]
+mod metrics;
 pub mod protocol;
 #[cfg(feature = "redis")]
 mod redis;
@@ -103,9 +105,9 @@ pub use bayeux::Bayeux;
 pub use builder::BayeuxBuilder;
 pub use engine::{
     BrokerStats, ChannelLiteral, Error, Extension, HISTORY_ENTRY_COST, HistoryPage,
-    IntoChannelName, ListenerId, MessageEvent, QueueFullPolicy, RemoveReason, Retention,
-    SecurityPolicy, ServerChannel, ServerEvent, ServerSession, SessionAttributes, SessionExtension,
-    Stats, Verdict,
+    HistoryPosition, IntoChannelName, ListenerId, MessageEvent, Published, QueueFullPolicy,
+    RemoveReason, Retention, SecurityPolicy, ServerChannel, ServerEvent, ServerSession,
+    SessionAttributes, SessionExtension, SessionsByTransport, Stats, Verdict,
 };
 pub use layer::{BayeuxBody, BayeuxLayer, BayeuxService, NotFound, ResponseFuture};
 pub use protocol::{ChannelName, ErrorCode, Message};

@@ -57,6 +57,11 @@ impl ChannelTable {
         self.entries.len()
     }
 
+    /// Subscriptions to all channels and patterns.
+    pub(crate) fn subscriptions(&self) -> usize {
+        self.entries.values().map(|e| e.subscribers.len()).sum()
+    }
+
     pub(crate) fn names(&self) -> Vec<ChannelName> {
         self.entries.keys().cloned().collect()
     }
@@ -367,16 +372,19 @@ impl ServerChannel {
     /// Publishes `data` from the server to this channel's subscribers and those of matching
     /// patterns. The security policy is not consulted.
     ///
+    /// On a channel with history the answer holds the message's position
+    /// ([`Published::position`]).
+    ///
     /// Fails with [`Error::NotBroadcast`] for meta, service and wildcard channels: use
     /// [`ServerSession::deliver`] to answer on a service channel.
-    pub async fn publish(&self, data: Value) -> Result<(), Error> {
+    pub async fn publish(&self, data: Value) -> Result<Published, Error> {
         self.publish_message(Message::with_data(self.name.as_str(), data))
             .await
     }
 
     /// Publishes a whole message (its `channel` is set to this channel; `id` and `clientId`
     /// are removed). Fails with [`Error::MessageDeleted`] if an extension dropped it.
-    pub async fn publish_message(&self, mut message: Message) -> Result<(), Error> {
+    pub async fn publish_message(&self, mut message: Message) -> Result<Published, Error> {
         if !self.name.is_broadcast() || self.name.is_wild() {
             return Err(Error::NotBroadcast(self.name.clone()));
         }
@@ -391,10 +399,35 @@ impl ServerChannel {
             .settled()
             .await
         {
-            super::publish::Broadcasted::Sent(_) => Ok(()),
+            super::publish::Broadcasted::Sent(position) => Ok(Published {
+                position: position.map(|p| HistoryPosition {
+                    offset: p.offset,
+                    epoch: p.epoch.to_string(),
+                }),
+            }),
             super::publish::Broadcasted::Dropped => Err(Error::MessageDeleted),
             super::publish::Broadcasted::Failed(err) => Err(err),
             super::publish::Broadcasted::Pending(_) => unreachable!("settled"),
         }
     }
+}
+
+/// What a server-side publish did, from [`ServerChannel::publish`] and
+/// [`Bayeux::publish`](crate::Bayeux::publish).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// The message's position in its channel's history (`None` on a channel without history):
+    /// the `ext.history` its subscribers receive it with.
+    pub position: Option<HistoryPosition>,
+}
+
+/// A message's position in its channel's history: `{"offset": N, "epoch": "E"}` on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct HistoryPosition {
+    /// 1 for the channel's first message, one more for each next one.
+    pub offset: u64,
+    /// Changes whenever the channel's history is lost.
+    pub epoch: String,
 }

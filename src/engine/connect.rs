@@ -164,6 +164,7 @@ impl Engine {
             let mut state = session.0.state.lock();
             state.expire_at = None;
             state.next_generation += 1;
+            state.transport = super::Transport::of_connect(message.connection_type.as_deref());
             (
                 state.next_generation,
                 state.held.take(),

@@ -68,7 +68,13 @@ impl Inner {
         let Some(push) = push else {
             return false;
         };
-        let full = matches!(push, Push::Full | Push::DroppedOldest { first: true });
+        let dropped = match push {
+            Push::Queued => 0,
+            Push::Full => 1,
+            Push::DroppedOldest { dropped, .. } => dropped,
+        };
+        self.counters.dropped(dropped);
+        let full = matches!(push, Push::Full | Push::DroppedOldest { first: true, .. });
         if full {
             tracing::debug!(client_id = %session.id(), ?push, "session queue full");
             self.emit(&ServerEvent::QueueFull {

@@ -19,6 +19,7 @@ mod policy;
 mod publish;
 mod queue;
 mod session;
+mod stats;
 mod subscription;
 
 use std::future::Future;
@@ -34,12 +35,14 @@ use tokio_util::task::TaskTracker;
 use crate::protocol::{ChannelName, ErrorCode, InvalidChannel};
 
 pub use attributes::SessionAttributes;
-pub use channel::{MessageEvent, ServerChannel, Verdict};
+pub use channel::{HistoryPosition, MessageEvent, Published, ServerChannel, Verdict};
 pub use event::{RemoveReason, ServerEvent};
 pub use extension::{Extension, SessionExtension};
 pub use policy::SecurityPolicy;
 pub use queue::QueueFullPolicy;
 pub use session::ServerSession;
+pub(crate) use stats::{Counters, Transport};
+pub use stats::{SessionsByTransport, Stats};
 
 #[cfg(feature = "websocket")]
 pub(crate) use batch::{BatchError, BatchOutcome};
@@ -193,6 +196,8 @@ pub(crate) struct Inner {
     pub(crate) broker: Arc<dyn Broker>,
     /// The retained messages of the channels with history.
     pub(crate) history: history::History,
+    /// Running totals for [`Stats`].
+    pub(crate) counters: Counters,
     /// Set once the sweeper and the broker's background work run.
     started: AtomicBool,
     /// This engine, for the tasks it starts (which must not keep it alive).
@@ -230,6 +235,7 @@ impl Engine {
                 tasks: TaskTracker::new(),
                 broker,
                 history,
+                counters: Counters::default(),
                 started: AtomicBool::new(false),
                 me: me.clone(),
             }),
@@ -297,15 +303,21 @@ impl Engine {
                 let state = session.0.state.lock();
                 stats.queued_messages += state.queue.len();
                 stats.held_connects += usize::from(state.held.is_some());
+                stats.sessions_by_transport.count(state.transport);
             }
         }
-        stats.channels = self.inner.channels.read().len();
+        {
+            let channels = self.inner.channels.read();
+            stats.channels = channels.len();
+            stats.subscriptions = channels.subscriptions();
+        }
         stats.browsers = self.inner.browsers.len();
         stats.broker = self.inner.broker.stats();
         let history = self.inner.history.stats();
         stats.history_channels = history.channels;
         stats.history_messages = history.messages;
         stats.history_bytes = history.bytes;
+        self.inner.counters.read_into(&mut stats);
         stats
     }
 
@@ -361,30 +373,6 @@ impl Inner {
         sessions.insert(session.0.id.clone(), session.clone());
         Ok(())
     }
-}
-
-/// What the engine holds, from [`Bayeux::stats`](crate::Bayeux::stats).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Live sessions.
-    pub sessions: usize,
-    /// Channels with subscribers or listeners (or used since the last sweep).
-    pub channels: usize,
-    /// Browser cookies with live sessions or held connects.
-    pub browsers: usize,
-    /// Messages waiting for their sessions (sent but unacknowledged ones included).
-    pub queued_messages: usize,
-    /// `/meta/connect`s held now, waiting for messages or their timeout.
-    pub held_connects: usize,
-    /// What the broker connecting this node to others has done (`None` for a single node).
-    pub broker: Option<BrokerStats>,
-    /// Channels with a history now.
-    pub history_channels: usize,
-    /// Messages retained in the channels' histories.
-    pub history_messages: usize,
-    /// What the retained messages cost, as counted against `max_history_bytes`.
-    pub history_bytes: usize,
 }
 
 impl Inner {

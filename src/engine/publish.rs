@@ -142,6 +142,7 @@ impl Inner {
         self.ensure_started();
         let Some(retention) = self.history.retention(channel) else {
             let broadcast = Broadcast::new(channel.clone(), message);
+            self.counters.published();
             self.broker.publish(&broadcast);
             self.fan_out(&broadcast).await;
             return Broadcasted::Sent(None);
@@ -154,10 +155,18 @@ impl Inner {
                 .broker
                 .publish_history(channel, retention, unpositioned);
             let channel = channel.clone();
+            let me = self.me.clone();
             return Broadcasted::Pending(Box::pin(async move {
                 let position = position.await;
-                if let Err(err) = &position {
-                    tracing::warn!(%err, %channel, "not published: its history is unreachable");
+                match &position {
+                    Ok(_) => {
+                        if let Some(inner) = me.upgrade() {
+                            inner.counters.published();
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, %channel, "not published: its history is unreachable");
+                    }
                 }
                 position
             }));
@@ -168,6 +177,7 @@ impl Inner {
         let broadcast = Broadcast::new(channel.clone(), message);
         self.history
             .append(channel, &position, broadcast.delivery().clone());
+        self.counters.published();
         self.broker.publish(&broadcast);
         self.fan_out(&broadcast).await;
         Broadcasted::Sent(Some(position))
@@ -197,6 +207,9 @@ impl Inner {
     pub(crate) async fn replay_to(&self, session: &ServerSession, deliveries: &[Delivery]) {
         for delivery in self.own_copies(session, deliveries).await {
             let push = session.enqueue(delivery);
+            if push.is_some() {
+                self.counters.delivered(1);
+            }
             if !matches!(push, Some(Push::Queued)) {
                 self.queued(session, push);
             }
@@ -250,6 +263,7 @@ impl Inner {
         // or one whose queue is full (listeners to tell, perhaps a session to remove).
         let mut own_copy = Vec::new();
         let mut full = Vec::new();
+        let mut delivered = 0;
         self.channels
             .read()
             .for_each_subscriber(broadcast.channel(), |session| {
@@ -263,11 +277,17 @@ impl Inner {
                     None => session.enqueue(delivery),
                 };
                 match push {
-                    // `None`: the session is being removed.
-                    Some(Push::Queued) | None => {}
-                    Some(push) => full.push((session.clone(), push)),
+                    Some(Push::Queued) => delivered += 1,
+                    // The session is being removed.
+                    None => {}
+                    Some(push) => {
+                        // Queued, older ones dropped (counted there); or refused.
+                        delivered += usize::from(push != Push::Full);
+                        full.push((session.clone(), push));
+                    }
                 }
             });
+        self.counters.delivered(delivered);
         for (session, push) in full {
             self.queued(&session, Some(push));
         }
@@ -288,6 +308,9 @@ impl Inner {
                 Some(offset) => session.enqueue_at(own, broadcast.channel(), offset),
                 None => session.enqueue(own),
             };
+            if matches!(push, Some(Push::Queued | Push::DroppedOldest { .. })) {
+                self.counters.delivered(1);
+            }
             if !matches!(push, Some(Push::Queued)) {
                 self.queued(&session, push);
             }

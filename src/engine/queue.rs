@@ -39,6 +39,8 @@ pub(crate) enum Push {
     /// overflowing before (once per episode, until the client catches up).
     DroppedOldest {
         first: bool,
+        /// How many were dropped for this one.
+        dropped: usize,
     },
     /// The queue is full and the policy removes the session; nothing was queued.
     Full,
@@ -124,8 +126,11 @@ impl Queue {
                 return Push::Full;
             }
             let first = self.dropped == 0;
-            while self.over(size) && self.drop_oldest() {}
-            outcome = Push::DroppedOldest { first };
+            let mut dropped = 0;
+            while self.over(size) && self.drop_oldest() {
+                dropped += 1;
+            }
+            outcome = Push::DroppedOldest { first, dropped };
         }
         self.bytes += size;
         self.pending.push_back(delivery);
@@ -240,8 +245,20 @@ mod tests {
         for n in 0..3 {
             assert_eq!(q.push(delivery(n)), Push::Queued);
         }
-        assert_eq!(q.push(delivery(3)), Push::DroppedOldest { first: true });
-        assert_eq!(q.push(delivery(4)), Push::DroppedOldest { first: false });
+        assert_eq!(
+            q.push(delivery(3)),
+            Push::DroppedOldest {
+                first: true,
+                dropped: 1
+            }
+        );
+        assert_eq!(
+            q.push(delivery(4)),
+            Push::DroppedOldest {
+                first: false,
+                dropped: 1
+            }
+        );
         assert_eq!(q.len(), 3);
         assert_eq!(
             data(&q.drain()),
@@ -291,7 +308,13 @@ mod tests {
         assert_eq!((sent.len(), batch), (2, Some(1)));
         q.push(delivery(2));
         // Full: the oldest unacknowledged message goes.
-        assert_eq!(q.push(delivery(3)), Push::DroppedOldest { first: true });
+        assert_eq!(
+            q.push(delivery(3)),
+            Push::DroppedOldest {
+                first: true,
+                dropped: 1
+            }
+        );
         let (sent, batch) = q.drain_for_connect();
         assert_eq!(batch, Some(2));
         assert_eq!(

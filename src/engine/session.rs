@@ -78,6 +78,8 @@ pub(crate) struct SessionState {
     /// Channels whose history (kept by the broker) is being or was replayed to the session:
     /// see [`Replaying`].
     pub(crate) replayed: Vec<(ChannelName, Replaying)>,
+    /// The transport of the latest `/meta/connect`, for [`Stats`](super::Stats).
+    pub(crate) transport: super::Transport,
 }
 
 /// Where a session's replay of a channel's history (kept by the broker) stands.
@@ -211,6 +213,7 @@ impl ServerSession {
                 removed: None,
                 push: None,
                 replayed: Vec::new(),
+                transport: super::Transport::None,
             }),
             removed_listeners: Mutex::default(),
             extensions: SessionExtensions::default(),

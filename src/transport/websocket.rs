@@ -173,6 +173,7 @@ where
         .max_frame_size(Some(limit));
     // Shutdown waits for the connection, however it was started.
     let _tracked = bayeux.engine.track();
+    let _counted = bayeux.engine.inner.counters.websocket();
     let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
     static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
     let browser = bayeux
