@@ -639,3 +639,69 @@ async fn a_subscriber_in_many_rooms_gets_each_rooms_messages() {
         .collect();
     assert_eq!(data, (0..10).map(|r| json!(r)).collect::<Vec<_>>());
 }
+
+/// The counts and totals of `Bayeux::stats`: what would break them is a session counted under
+/// the wrong transport, a subscription to a pattern not counted, a delivery counted per
+/// broadcast instead of per recipient, or drops from a full queue not counted.
+#[cfg(all(feature = "jsonp", feature = "websocket"))]
+#[tokio::test(start_paused = true)]
+async fn stats_count_sessions_by_transport_subscriptions_and_messages() {
+    use common::transport::Transport;
+    use common::websocket::Socket;
+
+    let bayeux = Bayeux::builder()
+        .timeout(Duration::from_secs(10))
+        .callback_polling(true)
+        .max_queue_messages(2)
+        .history("/h/**", tower_bayeux::Retention::last(10))
+        .build();
+    let polling = Client::connected(&bayeux).await;
+    let jsonp = Client::connected_over(&bayeux, Transport::CallbackPolling).await;
+    let _unconnected = Client::handshaken(&bayeux, None).await;
+    let socket = Socket::connected(&bayeux).await;
+
+    let stats = bayeux.stats();
+    assert_eq!(stats.sessions, 4);
+    let by = stats.sessions_by_transport;
+    assert_eq!(
+        (
+            by.long_polling,
+            by.callback_polling,
+            by.websocket,
+            by.unconnected
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(stats.websocket_connections, 1);
+
+    polling.subscribe("/news").await;
+    polling.subscribe("/news/*").await;
+    jsonp.subscribe("/news").await;
+    assert_eq!(bayeux.stats().subscriptions, 3);
+
+    // One broadcast, two recipients (`/news/*` does not match `/news`).
+    let published = bayeux.publish("/news", json!(1)).await.unwrap();
+    assert_eq!(published.position, None);
+    let stats = bayeux.stats();
+    assert_eq!((stats.messages_published, stats.messages_delivered), (1, 2));
+    assert_eq!(stats.messages_dropped, 0);
+
+    // Three more while nobody polls: each queue holds 2, so 2 are dropped from each.
+    for n in 2..5 {
+        bayeux.publish("/news", json!(n)).await.unwrap();
+    }
+    let stats = bayeux.stats();
+    assert_eq!((stats.messages_published, stats.messages_delivered), (4, 8));
+    assert_eq!(stats.messages_dropped, 4);
+
+    // On a channel with history the publish answers the message's position.
+    let first = bayeux.publish("/h/a", json!("x")).await.unwrap();
+    let second = bayeux.publish("/h/a", json!("y")).await.unwrap();
+    let (first, second) = (first.position.unwrap(), second.position.unwrap());
+    assert_eq!((first.offset, second.offset), (1, 2));
+    assert_eq!(first.epoch, second.epoch);
+
+    drop(socket);
+    settle().await;
+    assert_eq!(bayeux.stats().websocket_connections, 0);
+}
