@@ -117,6 +117,10 @@ pub struct Cli {
     /// Refuse the callback-polling (JSONP) transport.
     #[arg(long, env = "TOWER_BAYEUX_NO_CALLBACK_POLLING")]
     pub no_callback_polling: bool,
+    /// Clients may subscribe but not publish (`403::publish_denied`): only the HTTP API
+    /// publishes. Remote calls to `/service/history` still work.
+    #[arg(long, env = "TOWER_BAYEUX_NO_CLIENT_PUBLISH")]
+    pub no_client_publish: bool,
     /// How long a graceful shutdown (SIGTERM, SIGINT) may take before the server exits
     /// anyway. [default: 10s]
     #[arg(long, env = "TOWER_BAYEUX_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
@@ -162,6 +166,7 @@ struct File {
     api_max_body: Option<usize>,
     no_websocket: Option<bool>,
     no_callback_polling: Option<bool>,
+    no_client_publish: Option<bool>,
     shutdown_timeout: Option<String>,
 }
 
@@ -184,6 +189,7 @@ pub struct Settings {
     pub api_max_body: usize,
     pub websocket: bool,
     pub callback_polling: bool,
+    pub client_publish: bool,
     pub shutdown_timeout: Duration,
 }
 
@@ -270,6 +276,7 @@ impl Settings {
                 .unwrap_or(DEFAULT_API_MAX_BODY),
             websocket: !(cli.no_websocket || file.no_websocket == Some(true)),
             callback_polling: !(cli.no_callback_polling || file.no_callback_polling == Some(true)),
+            client_publish: !(cli.no_client_publish || file.no_client_publish == Some(true)),
             shutdown_timeout: cli
                 .shutdown_timeout
                 .or(file_duration(&file.shutdown_timeout, "shutdown_timeout")?)

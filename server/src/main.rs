@@ -5,6 +5,7 @@
 
 mod api;
 mod config;
+mod services;
 
 use std::io::Write;
 use std::path::Path;
@@ -86,7 +87,12 @@ fn engine(settings: &Settings) -> Result<Bayeux, BoxError> {
     if let Some(url) = &settings.redis {
         builder = builder.broker(tower_bayeux::RedisBroker::new(url.clone()));
     }
-    Ok(builder.build())
+    if !settings.client_publish {
+        builder = builder.security_policy(services::ReadOnlyClients);
+    }
+    let bayeux = builder.build();
+    services::history(&bayeux);
+    Ok(bayeux)
 }
 
 /// The whole site: the API, the static files (or 404), Bayeux at its path, CORS for the
