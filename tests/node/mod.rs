@@ -1,5 +1,6 @@
 //! Plumbing shared by the test runners that drive Node test suites against an example server
-//! (`tests/interop.rs`, `tests/interop_cluster.rs`, `tests/browser.rs`): checking for `node`
+//! (`tests/interop.rs`, `tests/interop_cluster.rs`, `tests/browser.rs`, and the standalone
+//! server's `server/tests/interop.rs`): checking for `node`
 //! and `npm`, installing npm packages, building and starting the server, and running
 //! `node --test` under a time limit.
 //!
@@ -240,12 +241,20 @@ pub struct Server {
 impl Server {
     /// Starts `bin --addr 127.0.0.1:0 <args>` and waits for its `listening on` line.
     pub fn start(bin: &Path, args: &[&str]) -> Server {
+        let mut command = Command::new(bin);
+        command.args(["--addr", "127.0.0.1:0"]).args(args);
+        Server::start_command(command)
+    }
+
+    /// Starts `command` as it is (program, arguments, environment: e.g. a binary that takes
+    /// other flags than the examples' `--addr`) and waits for its first
+    /// `listening on http://<ip>:<port>` line on stdout; stdin is null, stderr inherited.
+    pub fn start_command(mut command: Command) -> Server {
+        let bin = PathBuf::from(command.get_program());
         let name = bin
             .file_stem()
             .map_or_else(|| bin.display().to_string(), |s| s.to_string_lossy().into());
-        let mut child = Command::new(bin)
-            .args(["--addr", "127.0.0.1:0"])
-            .args(args)
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
