@@ -111,6 +111,15 @@ pub struct Cli {
     /// Largest body accepted by `POST /api/publish`, in bytes (larger: 413). [default: 1048576]
     #[arg(long, env = "TOWER_BAYEUX_API_MAX_BODY", value_name = "BYTES")]
     pub api_max_body: Option<usize>,
+    /// How many sessions of one browser (one browser cookie: its tabs) may hold a long-poll
+    /// at once; the others poll every 2 s, so that tabs do not use up the browser's
+    /// connections to the server. A number or `unlimited`. [default: 1]
+    #[arg(long, env = "TOWER_BAYEUX_MAX_SESSIONS_PER_BROWSER", value_name = "COUNT", value_parser = parse_limit)]
+    pub max_sessions_per_browser: Option<Limit>,
+    /// How many sessions the server holds at most; handshakes beyond are refused. A number or
+    /// `unlimited`. [default: unlimited]
+    #[arg(long, env = "TOWER_BAYEUX_MAX_SESSIONS", value_name = "COUNT", value_parser = parse_limit)]
+    pub max_sessions: Option<Limit>,
     /// Refuse websocket upgrades (clients use long-polling).
     #[arg(long, env = "TOWER_BAYEUX_NO_WEBSOCKET")]
     pub no_websocket: bool,
@@ -138,6 +147,10 @@ pub enum LogFormat {
     Json,
 }
 
+/// A count or `unlimited`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit(pub Option<usize>);
+
 /// `--history PATTERN=COUNT`.
 #[derive(Clone, Debug)]
 pub struct History {
@@ -164,6 +177,8 @@ struct File {
     static_dir: Option<PathBuf>,
     log_format: Option<LogFormat>,
     api_max_body: Option<usize>,
+    max_sessions_per_browser: Option<String>,
+    max_sessions: Option<String>,
     no_websocket: Option<bool>,
     no_callback_polling: Option<bool>,
     no_client_publish: Option<bool>,
@@ -187,6 +202,8 @@ pub struct Settings {
     pub static_dir: Option<PathBuf>,
     pub log_format: LogFormat,
     pub api_max_body: usize,
+    pub max_sessions_per_browser: Option<usize>,
+    pub max_sessions: Option<usize>,
     pub websocket: bool,
     pub callback_polling: bool,
     pub client_publish: bool,
@@ -224,6 +241,25 @@ impl Settings {
             .map(|p| parse_path(p).map_err(|e| in_file("path", e)))
             .transpose()?;
 
+        let file_limit = |value: &Option<String>, what: &str| {
+            value
+                .as_deref()
+                .map(|v| parse_limit(v).map_err(|e| in_file(what, e)))
+                .transpose()
+        };
+        let max_sessions_per_browser = cli
+            .max_sessions_per_browser
+            .or(file_limit(
+                &file.max_sessions_per_browser,
+                "max_sessions_per_browser",
+            )?)
+            .unwrap_or(Limit(Some(1)))
+            .0;
+        let max_sessions = cli
+            .max_sessions
+            .or(file_limit(&file.max_sessions, "max_sessions")?)
+            .unwrap_or(Limit(None))
+            .0;
         let unix = cli.unix.or(file.unix);
         let mut listen = if cli.listen.is_empty() {
             file.listen.unwrap_or_default()
@@ -274,6 +310,8 @@ impl Settings {
                 .api_max_body
                 .or(file.api_max_body)
                 .unwrap_or(DEFAULT_API_MAX_BODY),
+            max_sessions_per_browser,
+            max_sessions,
             websocket: !(cli.no_websocket || file.no_websocket == Some(true)),
             callback_polling: !(cli.no_callback_polling || file.no_callback_polling == Some(true)),
             client_publish: !(cli.no_client_publish || file.no_client_publish == Some(true)),
@@ -294,6 +332,16 @@ fn read_file(path: &Path) -> Result<File, String> {
 fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value.trim())
         .map_err(|err| format!("not a duration ({err}): {value:?}; write e.g. 30s, 500ms, 2m"))
+}
+
+fn parse_limit(value: &str) -> Result<Limit, String> {
+    match value.trim() {
+        "unlimited" => Ok(Limit(None)),
+        count => count
+            .parse()
+            .map(|count| Limit(Some(count)))
+            .map_err(|_| format!("not a count: {value:?}; write a number or `unlimited`")),
+    }
 }
 
 fn parse_mode(value: &str) -> Result<u32, String> {
@@ -333,6 +381,9 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("xyz").is_err());
+        assert_eq!(parse_limit("3"), Ok(Limit(Some(3))));
+        assert_eq!(parse_limit("unlimited"), Ok(Limit(None)));
+        assert!(parse_limit("many").is_err());
         assert_eq!(parse_mode("660"), Ok(0o660));
         assert_eq!(parse_mode("0o600"), Ok(0o600));
         assert!(parse_mode("999").is_err());

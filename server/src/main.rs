@@ -76,6 +76,8 @@ fn engine(settings: &Settings) -> Result<Bayeux, BoxError> {
         .timeout(settings.timeout)
         .interval(settings.interval)
         .max_interval(settings.max_interval)
+        .max_sessions_per_browser(settings.max_sessions_per_browser)
+        .max_sessions(settings.max_sessions)
         .websocket(settings.websocket)
         .callback_polling(settings.callback_polling);
     for origin in &settings.allowed_origins {

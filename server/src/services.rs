@@ -19,9 +19,9 @@ impl SecurityPolicy for ReadOnlyClients {
 /// `{"epoch", "offset", "messages": [{channel, data, ext}…]}`, from which the client can
 /// subscribe with the history extension without missing or repeating anything.
 pub fn history(bayeux: &Bayeux) {
-    bayeux
-        .channel("/service/history")
-        .add_listener_with_state(bayeux.clone(), |bayeux, mut event| async move {
+    bayeux.channel("/service/history").add_listener_with_state(
+        bayeux.clone(),
+        |bayeux, mut event| async move {
             let channel = event
                 .data()
                 .get("channel")
@@ -56,5 +56,6 @@ pub fn history(bayeux: &Bayeux) {
                     event.veto()
                 }
             }
-        });
+        },
+    );
 }
