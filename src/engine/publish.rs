@@ -207,7 +207,7 @@ impl Inner {
     pub(crate) async fn replay_to(&self, session: &ServerSession, deliveries: &[Delivery]) {
         for delivery in self.own_copies(session, deliveries).await {
             let push = session.enqueue(delivery);
-            if push.is_some() {
+            if matches!(push, Some(Push::Queued | Push::DroppedOldest { .. })) {
                 self.counters.delivered(1);
             }
             if !matches!(push, Some(Push::Queued)) {
