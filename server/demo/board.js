@@ -131,4 +131,11 @@ async function showStatus() {
 showStatus();
 setInterval(showStatus, 2000);
 
-cometd.handshake();
+// Once the page has loaded: with callback-polling every Bayeux request is a <script> element,
+// and the ones added before `load` (the handshake, then the held /meta/connect, then the next...)
+// would keep the page loading for good.
+if (document.readyState === "complete") {
+    cometd.handshake();
+} else {
+    window.addEventListener("load", () => cometd.handshake(), {once: true});
+}
