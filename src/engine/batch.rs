@@ -108,6 +108,10 @@ pub(super) fn failed(request: &Message, error: ErrorCode) -> Message {
     reply
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made and consumed at once for each message; boxing the reply would only add an allocation"
+)]
 pub(super) enum Step {
     /// The reply, with the request it answers when outgoing extensions may need it.
     Reply {

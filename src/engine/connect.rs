@@ -33,6 +33,12 @@ pub(crate) enum ConnectEnd {
     },
 }
 
+/// A held connect's request, and its reply until it is answered (`None` after).
+struct Exchange {
+    request: Message,
+    reply: Option<Message>,
+}
+
 /// A `/meta/connect` waiting for messages, its timeout, a newer connect or the session's end.
 ///
 /// Dropping it (the client went away) releases the long-poll and starts the session's expiry.
@@ -42,8 +48,8 @@ pub(crate) struct HeldConnect {
     generation: u64,
     wake: oneshot::Receiver<Wake>,
     hold: Duration,
-    request: Message,
-    reply: Option<Message>,
+    /// Boxed: the wait's future keeps the held connect in more than one place.
+    exchange: Box<Exchange>,
     /// The request context the connect arrived in.
     context: Option<RequestContext>,
     /// Shutdown waits until the connect has its reply.
@@ -52,20 +58,8 @@ pub(crate) struct HeldConnect {
 
 impl HeldConnect {
     pub(crate) async fn wait(mut self) -> ConnectEnd {
-        let deadline = Instant::now() + self.hold;
-        let wake = loop {
-            let wake = match tokio::time::timeout_at(deadline, &mut self.wake).await {
-                Ok(Ok(wake)) => Some(wake),
-                // The slot was dropped without a word: treat it as a wake-up and look at the
-                // state.
-                Ok(Err(_)) => Some(Wake::Messages),
-                Err(_elapsed) => None,
-            };
-            if wake != Some(Wake::Messages) || !self.rearm() {
-                break wake;
-            }
-        };
-        let reply = self.reply.take().unwrap_or_default();
+        let wake = self.woken().await;
+        let reply = self.exchange.reply.take().unwrap_or_default();
         self.release();
         if wake == Some(Wake::Displaced) {
             return ConnectEnd::Displaced;
@@ -74,16 +68,42 @@ impl HeldConnect {
         let queued = self.session.drain_into_connect_reply(&mut reply);
         // The reply's extensions see the connect's request, as on any other reply. Only this
         // part is scoped: the wait above is polled at every wake-up of a websocket connection.
-        let kept = RequestContext::scope_optional(
-            self.context.take(),
-            self.engine
-                .inner
-                .extend_outgoing(Some(&self.session), Some(&self.request), &mut reply),
-        )
-        .await;
-        ConnectEnd::Reply {
-            queued,
-            reply: kept.then_some(reply),
+        // Boxed, with the reply moved in, and only with extensions: inline, their future and
+        // the reply would take room in every held connect's for the whole wait.
+        let inner = &self.engine.inner;
+        let reply = if inner.has_extensions() || self.session.has_extensions() {
+            let context = self.context.take();
+            let session = &self.session;
+            let request = &self.exchange.request;
+            Box::pin(async move {
+                let kept = RequestContext::scope_optional(
+                    context,
+                    inner.extend_outgoing(Some(session), Some(request), &mut reply),
+                )
+                .await;
+                kept.then_some(reply)
+            })
+            .await
+        } else {
+            Some(reply)
+        };
+        ConnectEnd::Reply { queued, reply }
+    }
+
+    /// Waits for a wake-up that ends the hold (`None`: the timeout).
+    async fn woken(&mut self) -> Option<Wake> {
+        let deadline = Instant::now() + self.hold;
+        loop {
+            let wake = match tokio::time::timeout_at(deadline, &mut self.wake).await {
+                Ok(Ok(wake)) => Some(wake),
+                // The slot was dropped without a word: treat it as a wake-up and look at the
+                // state.
+                Ok(Err(_)) => Some(Wake::Messages),
+                Err(_elapsed) => None,
+            };
+            if wake != Some(Wake::Messages) || !self.rearm() {
+                return wake;
+            }
         }
     }
 
@@ -131,7 +151,7 @@ impl HeldConnect {
 
 impl Drop for HeldConnect {
     fn drop(&mut self) {
-        if self.reply.is_some() {
+        if self.exchange.reply.is_some() {
             // Abandoned while held: the client is gone, so the session starts to expire.
             self.release();
             let mut state = self.session.0.state.lock();
@@ -239,8 +259,10 @@ impl Engine {
             generation,
             wake: rx,
             hold,
-            request: message,
-            reply: Some(reply),
+            exchange: Box::new(Exchange {
+                request: message,
+                reply: Some(reply),
+            }),
             context: RequestContext::current(),
             _tracked: self.inner.tasks.token(),
         })

@@ -13,7 +13,12 @@ use pin_project::pin_project;
 
 use super::BayeuxBody;
 
-type EngineFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+use crate::transport::Served;
+
+/// The processing of a Bayeux request.
+type EngineFuture = Pin<Box<dyn Future<Output = Served> + Send>>;
+/// A held connect's wait and answer, which replaces the request's processing.
+type HeldFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
 
 /// The response future: the inner service's, or the engine's handling of a Bayeux request.
 #[pin_project]
@@ -27,6 +32,8 @@ pub struct ResponseFuture<F, B> {
 enum Kind<F> {
     Inner(#[pin] F),
     Bayeux(EngineFuture),
+    /// The request's own future is gone (dropped with what parsing and processing needed).
+    Held(HeldFuture),
 }
 
 impl<F, B> ResponseFuture<F, B> {
@@ -50,6 +57,7 @@ impl<F, B> fmt::Debug for ResponseFuture<F, B> {
         let kind = match self.kind {
             Kind::Inner(_) => "Inner",
             Kind::Bayeux(_) => "Bayeux",
+            Kind::Held(_) => "Held",
         };
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)
@@ -64,15 +72,26 @@ where
     type Output = Result<Response<BayeuxBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner(future) => {
-                let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(response.map(BayeuxBody::inner)))
-            }
-            KindProj::Bayeux(future) => {
-                let response = ready!(future.as_mut().poll(cx));
-                Poll::Ready(Ok(response.map(BayeuxBody::bayeux)))
-            }
+        let mut kind = self.project().kind;
+        loop {
+            let held = match kind.as_mut().project() {
+                KindProj::Inner(future) => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(BayeuxBody::inner)));
+                }
+                KindProj::Bayeux(future) => match ready!(future.as_mut().poll(cx)) {
+                    Served::Done(response) => {
+                        return Poll::Ready(Ok(response.map(BayeuxBody::bayeux)));
+                    }
+                    Served::Held(held) => held,
+                },
+                KindProj::Held(future) => {
+                    let response = ready!(future.as_mut().poll(cx));
+                    return Poll::Ready(Ok(response.map(BayeuxBody::bayeux)));
+                }
+            };
+            // The request's future is dropped here; the held connect's is polled at once.
+            kind.set(Kind::Held(held));
         }
     }
 }

@@ -128,12 +128,12 @@ fn script(callback: &str, array: &[u8]) -> Bytes {
 }
 
 /// Serves a callback-polling `GET`.
-pub(crate) async fn serve<B>(bayeux: Bayeux, request: Request<B>) -> Response<Full<Bytes>> {
+pub(crate) async fn serve<B>(bayeux: Bayeux, request: Request<B>) -> super::Served {
     let query = request.uri().query().unwrap_or_default();
     let limit = bayeux.transport.max_body_size;
     let (callback, messages) = match parse_query(query, limit, &bayeux.transport.parse_limits) {
         Ok(parsed) => parsed,
-        Err(error) => return error.response(limit),
+        Err(error) => return error.response(limit).into(),
     };
     let (parts, _body) = request.into_parts();
     let encoding = Encoding {

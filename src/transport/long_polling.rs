@@ -1,18 +1,17 @@
 //! The `long-polling` transport: `POST` of a JSON array of messages, `application/json` reply.
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
+use http::{Request, StatusCode, header};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::protocol::parse_messages_with;
 use crate::{Bayeux, BoxError};
 
-use super::error_response;
 use super::http::{Encoding, respond};
+use super::{Served, error_response};
 
 /// Serves a `POST` at the Bayeux path.
-pub(crate) async fn serve<B>(bayeux: Bayeux, request: Request<B>) -> Response<Full<Bytes>>
+pub(crate) async fn serve<B>(bayeux: Bayeux, request: Request<B>) -> Served
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -24,22 +23,23 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return super::too_large(limit);
+        return super::too_large(limit).into();
     }
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<LengthLimitError>() => return super::too_large(limit),
+        Err(err) if err.is::<LengthLimitError>() => return super::too_large(limit).into(),
         Err(err) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 &format!("failed to read the request body: {err}"),
-            );
+            )
+            .into();
         }
     };
     let messages = match parse_messages_with(&body, &bayeux.transport.parse_limits) {
         Ok(messages) => messages,
-        Err(err) => return super::unparsable(&err),
+        Err(err) => return super::unparsable(&err).into(),
     };
     let encoding = Encoding {
         content_type: "application/json;charset=UTF-8",

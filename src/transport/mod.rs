@@ -14,6 +14,9 @@ pub(crate) mod websocket;
 pub use config::SameSite;
 pub(crate) use config::TransportConfig;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use ::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Body;
@@ -24,8 +27,21 @@ use crate::BoxError;
 use crate::engine::Delivery;
 use crate::protocol::Message;
 
+/// What serving a request gave: its response, or a held connect's future that will give it.
+pub(crate) enum Served {
+    Done(Response<Full<Bytes>>),
+    /// Polled in place of the request's future, which is dropped: see [`http::respond`].
+    Held(Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>),
+}
+
+impl From<Response<Full<Bytes>>> for Served {
+    fn from(response: Response<Full<Bytes>>) -> Self {
+        Self::Done(response)
+    }
+}
+
 /// Serves a request at the Bayeux path with the transport it asks for.
-pub(crate) async fn serve<B>(bayeux: Bayeux, request: Request<B>) -> Response<Full<Bytes>>
+pub(crate) async fn serve<B>(bayeux: Bayeux, request: Request<B>) -> Served
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -39,10 +55,11 @@ where
                 return error_response(
                     StatusCode::BAD_REQUEST,
                     "the websocket transport is disabled on this server",
-                );
+                )
+                .into();
             }
             #[cfg(feature = "websocket")]
-            return websocket::upgrade(bayeux, request);
+            return websocket::upgrade(bayeux, request).into();
             #[cfg(not(feature = "websocket"))]
             unreachable!("websocket_enabled() is false without the feature")
         }
@@ -52,7 +69,8 @@ where
                 return error_response(
                     StatusCode::BAD_REQUEST,
                     "the callback-polling (JSONP) transport is disabled on this server",
-                );
+                )
+                .into();
             }
             jsonp::serve(bayeux, request).await
         }
@@ -60,7 +78,7 @@ where
             let mut response = Response::new(Full::default());
             *response.status_mut() = StatusCode::NO_CONTENT;
             response.headers_mut().insert(header::ALLOW, allow(&bayeux));
-            response
+            response.into()
         }
         _ => {
             let mut response = error_response(
@@ -70,7 +88,7 @@ where
                  and websocket upgrades (when enabled)",
             );
             response.headers_mut().insert(header::ALLOW, allow(&bayeux));
-            response
+            response.into()
         }
     }
 }
