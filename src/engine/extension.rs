@@ -282,6 +282,10 @@ impl ServerSession {
     }
 
     pub(crate) async fn extend_incoming(&self, message: &mut Message) -> bool {
+        // Most sessions have none: not even the list's lock and reference count then.
+        if self.0.extensions.is_empty() {
+            return true;
+        }
         // Re-read after each call: an extension may add another that must see this message.
         let mut index = 0;
         loop {
@@ -302,6 +306,9 @@ impl ServerSession {
         request: Option<&Message>,
         message: &mut Message,
     ) -> bool {
+        if self.0.extensions.is_empty() {
+            return true;
+        }
         let extensions = self.0.extensions.snapshot();
         for extension in extensions.iter().rev() {
             let future = extension.outgoing(self, request, message);
