@@ -160,7 +160,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
+    // `into_make_service`: one router shared by every connection (see the README's
+    // "Mounting in axum").
+    axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(shutdown(bayeux))
         .await?;
     Ok(())

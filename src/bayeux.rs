@@ -180,7 +180,7 @@ impl Bayeux {
     /// ```no_run
     /// # async fn run(app: axum::Router, bayeux: tower_bayeux::Bayeux) -> std::io::Result<()> {
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-    /// axum::serve(listener, app)
+    /// axum::serve(listener, app.into_make_service())
     ///     .with_graceful_shutdown(async move {
     ///         let _ = tokio::signal::ctrl_c().await;
     ///         bayeux.shutdown().await;

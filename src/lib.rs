@@ -71,7 +71,7 @@
 //!     .route("/", get(|| async { "hello" }))
 //!     .layer(BayeuxLayer::new(bayeux.clone()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await?;
+//! axum::serve(listener, app.into_make_service()).await?;
 //! # Ok(()) }
 //! ```
 //!

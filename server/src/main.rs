@@ -166,9 +166,11 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
         writeln!(stdout, "listening on http://{addr}")?;
         tracing::info!(%addr, path = %settings.path, "listening");
         let mut stop = stop_rx.clone();
-        let serve = axum::serve(listener, app.clone()).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        });
+        let serve = axum::serve(listener, app.clone().into_make_service()).with_graceful_shutdown(
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
+        );
         servers.spawn(async move { serve.await.map_err(BoxError::from) });
     }
     let unix_path = unix.as_ref().map(|(_, path)| path.clone());
@@ -176,9 +178,11 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
         writeln!(stdout, "listening on unix:{}", path.display())?;
         tracing::info!(socket = %path.display(), path = %settings.path, "listening");
         let mut stop = stop_rx.clone();
-        let serve = axum::serve(listener, app.clone()).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        });
+        let serve = axum::serve(listener, app.clone().into_make_service()).with_graceful_shutdown(
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
+        );
         servers.spawn(async move { serve.await.map_err(BoxError::from) });
     }
     stdout.flush()?;
