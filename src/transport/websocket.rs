@@ -166,8 +166,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let limit = bayeux.transport.max_body_size;
+    // A 1 KB read buffer (it grows for larger frames): tungstenite zero-fills it up to its
+    // capacity before each read, so its size is resident in every idle connection (4 KB cost
+    // 1.3 KB more RSS per session at 10,000, and no CPU at 200k deliveries/s).
     let ws_config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
