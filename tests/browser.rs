@@ -24,13 +24,12 @@
 mod node;
 
 use std::env;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use node::{
-    Server, check_node, check_npm, example_binary, install_node_modules, node_test, run_node_test,
-    target_dir,
+    Server, check_chromium, check_node, check_npm, example_binary, install_node_modules, node_test,
+    run_node_test, target_dir,
 };
 
 /// Upper bound for the Node run (each Node test also has its own time limit).
@@ -39,7 +38,6 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
 const NODE_TEST_TIMEOUT_MS: u32 = 90_000;
 /// The server's session expiry: how long a closed browser's member lives on.
 const MAX_INTERVAL_MS: u32 = 2000;
-const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
 
 #[test]
 fn chat_in_headless_chromium() {
@@ -66,33 +64,6 @@ fn chat_in_headless_chromium() {
     if let Err(failure) = outcome {
         panic!("browser test failed (see the Node test output above): {failure}");
     }
-}
-
-fn check_chromium() -> PathBuf {
-    let chromium =
-        env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(DEFAULT_CHROMIUM), PathBuf::from);
-    assert!(
-        chromium.is_file(),
-        "the browser test needs Chromium at {}, which is missing: install with: apt-get install -y chromium",
-        chromium.display()
-    );
-    let output = Command::new(&chromium)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{} --version`: {e}", chromium.display()));
-    assert!(
-        output.status.success(),
-        "`{} --version` failed ({}): {}; reinstall with: apt-get install -y chromium",
-        chromium.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!(
-        "browser: {}",
-        String::from_utf8_lossy(&output.stdout).trim()
-    );
-    chromium
 }
 
 fn run_node(dir: &Path, origin: &str, chromium: &Path, artifacts: &Path) -> Result<(), String> {

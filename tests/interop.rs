@@ -21,12 +21,12 @@
 mod node;
 
 use std::env;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use node::{
     Server, check_node, check_npm, example_binary, install_node_modules, node_test, run_node_test,
+    selected_runs, test_files,
 };
 
 /// Upper bound for one run of the Node suite (each Node test also has its own time limit).
@@ -74,7 +74,7 @@ fn cometd_javascript_client_interop() {
     let files = test_files(&dir);
 
     let mut failures = Vec::new();
-    for run in runs() {
+    for run in selected_runs("INTEROP_TRANSPORTS", &RUNS, |run| run.name) {
         eprintln!(
             "\n=== interop suite, run {}: client {}, server {:?}, expecting {} ===",
             run.name, run.client, run.server_args, run.expected
@@ -98,43 +98,6 @@ fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("interop")
-}
-
-fn runs() -> Vec<&'static Run> {
-    let value = env::var("INTEROP_TRANSPORTS").unwrap_or_default();
-    let names: Vec<&str> = value
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if names.is_empty() {
-        return RUNS.iter().collect();
-    }
-    names
-        .iter()
-        .map(|name| {
-            RUNS.iter()
-                .find(|run| run.name == *name)
-                .unwrap_or_else(|| {
-                    let known: Vec<&str> = RUNS.iter().map(|run| run.name).collect();
-                    panic!("INTEROP_TRANSPORTS: unknown run {name:?} (known: {known:?})")
-                })
-        })
-        .collect()
-}
-
-fn test_files(dir: &Path) -> Vec<String> {
-    let mut files: Vec<String> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| name.ends_with(".test.mjs"))
-        .collect();
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "no *.test.mjs files in {}",
-        dir.display()
-    );
-    files
 }
 
 fn run_node_suite(

@@ -27,7 +27,6 @@
 mod node;
 
 use std::env;
-use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -37,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use node::{
     Server, check_node, check_npm, example_binary_with_features, install_node_modules, node_test,
-    run_node_test,
+    run_node_test, selected_runs, test_files,
 };
 
 /// Upper bound for one run of the Node scenarios (each Node test also has its own time limit).
@@ -74,13 +73,17 @@ fn cometd_javascript_client_cluster_interop() {
     let npm = check_npm();
     install_node_modules(&npm, &dir);
     let server_bin = example_binary_with_features("conformance", &["redis"]);
-    let files = test_files(&dir);
+    // Relative to `dir`, where Node runs.
+    let files: Vec<String> = test_files(&dir.join("cluster"))
+        .into_iter()
+        .map(|name| format!("cluster/{name}"))
+        .collect();
     let redis = RedisServer::start();
     let redis_url = redis.url();
     eprintln!("redis-server listening on {redis_url}");
 
     let mut failures = Vec::new();
-    for run in runs() {
+    for run in selected_runs("INTEROP_TRANSPORTS", &RUNS, |run| run.name) {
         eprintln!(
             "\n=== cluster interop suite, run {}: client {}, expecting {}, two nodes on {redis_url} ===",
             run.name, run.client, run.expected
@@ -110,46 +113,6 @@ fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("interop")
-}
-
-fn runs() -> Vec<&'static Run> {
-    let value = env::var("INTEROP_TRANSPORTS").unwrap_or_default();
-    let names: Vec<&str> = value
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if names.is_empty() {
-        return RUNS.iter().collect();
-    }
-    names
-        .iter()
-        .map(|name| {
-            RUNS.iter()
-                .find(|run| run.name == *name)
-                .unwrap_or_else(|| {
-                    let known: Vec<&str> = RUNS.iter().map(|run| run.name).collect();
-                    panic!("INTEROP_TRANSPORTS: unknown cluster run {name:?} (known: {known:?})")
-                })
-        })
-        .collect()
-}
-
-/// `cluster/<name>.test.mjs` for every such file, relative to `dir` (where Node runs).
-fn test_files(dir: &Path) -> Vec<String> {
-    let cluster = dir.join("cluster");
-    let mut files: Vec<String> = fs::read_dir(&cluster)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", cluster.display()))
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| name.ends_with(".test.mjs"))
-        .map(|name| format!("cluster/{name}"))
-        .collect();
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "no *.test.mjs files in {}",
-        cluster.display()
-    );
-    files
 }
 
 fn run_node_suite(

@@ -31,15 +31,14 @@
 #[path = "../../tests/node/mod.rs"]
 mod node;
 
-use std::collections::hash_map::RandomState;
 use std::env;
-use std::hash::{BuildHasher, Hasher};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use node::{
-    Server, check_node, check_npm, install_node_modules, node_test, run_node_test, target_dir,
+    Server, check_chromium, check_node, check_npm, install_node_modules, node_test, random_secret,
+    run_node_test, target_dir,
 };
 
 /// Upper bound for the Node run.
@@ -54,7 +53,6 @@ const MAX_INTERVAL_MS: u32 = 2000;
 const CONNECT_TIMEOUT: &str = "5s";
 /// How many messages the history keeps on the demo's channel.
 const HISTORY_SIZE: u32 = 50;
-const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
 
 #[test]
 fn demo_page_in_headless_chromium() {
@@ -95,50 +93,6 @@ fn demo_page_in_headless_chromium() {
     if let Err(failure) = outcome {
         panic!("demo browser test failed (see the Node test output above): {failure}");
     }
-}
-
-fn check_chromium() -> PathBuf {
-    let chromium =
-        env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(DEFAULT_CHROMIUM), PathBuf::from);
-    assert!(
-        chromium.is_file(),
-        "the browser test needs Chromium at {}, which is missing: install with: apt-get install -y chromium",
-        chromium.display()
-    );
-    let output = Command::new(&chromium)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{} --version`: {e}", chromium.display()));
-    assert!(
-        output.status.success(),
-        "`{} --version` failed ({}): {}; reinstall with: apt-get install -y chromium",
-        chromium.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!(
-        "browser: {}",
-        String::from_utf8_lossy(&output.stdout).trim()
-    );
-    chromium
-}
-
-/// 32 hex digits, different for every run (no `rand` dependency: std's randomly seeded hasher).
-fn random_secret() -> String {
-    let mut secret = String::new();
-    for salt in 0..2u64 {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u64(salt);
-        hasher.write_u32(std::process::id());
-        hasher.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        secret.push_str(&format!("{:016x}", hasher.finish()));
-    }
-    secret
 }
 
 fn run_node(

@@ -27,15 +27,15 @@
 #[path = "../../tests/node/mod.rs"]
 mod node;
 
-use std::collections::hash_map::RandomState;
 use std::env;
-use std::fs;
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use node::{Server, check_node, check_npm, install_node_modules, node_test, run_node_test};
+use node::{
+    Server, check_node, check_npm, install_node_modules, node_test, random_secret, run_node_test,
+    selected_runs, test_files,
+};
 
 /// Upper bound for one run of the Node suite (each Node test also has its own time limit).
 const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -111,7 +111,7 @@ fn cometd_javascript_client_against_the_binary() {
     let files = test_files(&suite_dir);
 
     let mut failures = Vec::new();
-    for run in runs() {
+    for run in selected_runs("SERVER_INTEROP_TRANSPORTS", &RUNS, |run| run.name) {
         let secret = random_secret();
         eprintln!(
             "\n=== server interop suite, run {}: client {}, server {:?}, expecting {} ===",
@@ -149,60 +149,6 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("server/ has a parent")
         .to_path_buf()
-}
-
-fn runs() -> Vec<&'static Run> {
-    let value = env::var("SERVER_INTEROP_TRANSPORTS").unwrap_or_default();
-    let names: Vec<&str> = value
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if names.is_empty() {
-        return RUNS.iter().collect();
-    }
-    names
-        .iter()
-        .map(|name| {
-            RUNS.iter()
-                .find(|run| run.name == *name)
-                .unwrap_or_else(|| {
-                    let known: Vec<&str> = RUNS.iter().map(|run| run.name).collect();
-                    panic!("SERVER_INTEROP_TRANSPORTS: unknown run {name:?} (known: {known:?})")
-                })
-        })
-        .collect()
-}
-
-fn test_files(dir: &Path) -> Vec<String> {
-    let mut files: Vec<String> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| name.ends_with(".test.mjs"))
-        .collect();
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "no *.test.mjs files in {}",
-        dir.display()
-    );
-    files
-}
-
-/// 32 hex digits, different for every run (no `rand` dependency: std's randomly seeded hasher).
-fn random_secret() -> String {
-    let mut secret = String::new();
-    for salt in 0..2u64 {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u64(salt);
-        hasher.write_u32(std::process::id());
-        hasher.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        secret.push_str(&format!("{:016x}", hasher.finish()));
-    }
-    secret
 }
 
 fn run_node_suite(

@@ -365,3 +365,97 @@ pub fn run_node_test(command: &mut Command, limit: Duration) -> Result<(), Strin
         }
     }
 }
+
+/// Where Chromium is unless `CHROMIUM` says otherwise (Debian's package).
+const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The Chromium binary (`CHROMIUM`, or Debian's), checked by running `--version`: a missing or
+/// broken browser FAILS the test.
+pub fn check_chromium() -> PathBuf {
+    let chromium =
+        env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(DEFAULT_CHROMIUM), PathBuf::from);
+    assert!(
+        chromium.is_file(),
+        "the {RUNNER} test needs Chromium at {}, which is missing: install with: apt-get install -y chromium",
+        chromium.display()
+    );
+    let output = Command::new(&chromium)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{} --version`: {e}", chromium.display()));
+    assert!(
+        output.status.success(),
+        "`{} --version` failed ({}): {}; reinstall with: apt-get install -y chromium",
+        chromium.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!(
+        "browser: {}",
+        String::from_utf8_lossy(&output.stdout).trim()
+    );
+    chromium
+}
+
+/// The runs named in the environment variable `variable` (comma or space separated), or all of
+/// them when it is unset or empty; an unknown name FAILS the test.
+pub fn selected_runs<T>(
+    variable: &str,
+    all: &'static [T],
+    name: fn(&T) -> &str,
+) -> Vec<&'static T> {
+    let value = env::var(variable).unwrap_or_default();
+    let names: Vec<&str> = value
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if names.is_empty() {
+        return all.iter().collect();
+    }
+    names
+        .iter()
+        .map(|wanted| {
+            all.iter()
+                .find(|run| name(run) == *wanted)
+                .unwrap_or_else(|| {
+                    let known: Vec<&str> = all.iter().map(name).collect();
+                    panic!("{variable}: unknown run {wanted:?} (known: {known:?})")
+                })
+        })
+        .collect()
+}
+
+/// The `*.test.mjs` files of `dir`, sorted; none FAILS the test.
+pub fn test_files(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".test.mjs"))
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no *.test.mjs files in {}",
+        dir.display()
+    );
+    files
+}
+
+/// 32 hex digits, different for every run (no `rand` dependency: std's randomly seeded hasher).
+pub fn random_secret() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut secret = String::new();
+    for salt in 0..2u64 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(salt);
+        hasher.write_u32(std::process::id());
+        hasher.write_u128(
+            SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        secret.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    secret
+}
