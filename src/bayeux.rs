@@ -203,6 +203,10 @@ impl Bayeux {
     ///
     /// A server calls it when it starts, so that a node joins the others (and reports its
     /// broker connected) before its first client arrives.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (it spawns the engine's tasks), as `tokio::spawn` does.
     pub fn start(&self) {
         self.engine.ensure_started();
     }
