@@ -232,6 +232,9 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .extension(TimesyncExtension::new())
         .websocket(!args.no_websocket)
         .websocket_allowed_origin("http://allowed.test")
+        // No listener reads extensions, and axum's `OriginalUri` would keep each websocket's
+        // upgrade buffer.
+        .websocket_keep_extensions(false)
         .callback_polling(true)
         .trust_client_session(args.trust_client_session)
         .history("/history/**", Retention::last(100));

@@ -543,3 +543,62 @@ async fn the_origin_check_can_be_turned_off() {
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(handshakes(tcp).await);
 }
+
+/// What an auth layer in front would insert.
+#[derive(Clone)]
+struct Claims(&'static str);
+
+#[tokio::test]
+async fn a_real_upgrade_keeps_the_requests_extensions_unless_told_not_to() {
+    for keep in [true, false] {
+        let bayeux = Bayeux::builder().websocket_keep_extensions(keep).build();
+        bayeux
+            .channel("/service/who")
+            .add_listener(|event| async move {
+                let ctx = context::current().unwrap();
+                let answer = json!({
+                    "claims": ctx.extension::<Claims>().map(|claims| claims.0),
+                    "path": ctx.uri().path(),
+                    "probe": ctx.headers()["x-probe"].to_str().unwrap(),
+                });
+                let _ = event.session().deliver("/service/who", answer).await;
+                event.proceed()
+            });
+        let app = axum::Router::new()
+            .fallback(|| async { "inner" })
+            .layer(tower_bayeux::BayeuxLayer::new(bayeux.clone()))
+            .layer(axum::Extension(Claims("alice")));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let (head, tcp) = raw_upgrade(addr, "X-Probe: upgrade\r\n").await;
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        let mut ws = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+        let mut call = async |message: Value| {
+            ws.send(Frame::text(json!([message]).to_string()))
+                .await
+                .unwrap();
+            let Some(Ok(Frame::Text(reply))) = ws.next().await else {
+                panic!("no reply");
+            };
+            serde_json::from_str::<Value>(&reply).unwrap()
+        };
+        let handshake = call(json!({"channel": "/meta/handshake", "version": "1.0"})).await;
+        let client_id = handshake[0]["clientId"].clone();
+        let reply =
+            call(json!({"channel": "/service/who", "clientId": client_id, "data": {}})).await;
+        let who = reply
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m.get("data").is_some())
+            .unwrap_or_else(|| panic!("{reply}"));
+        let claims = if keep { json!("alice") } else { Value::Null };
+        assert_eq!(
+            who["data"],
+            json!({"claims": claims, "path": "/cometd", "probe": "upgrade"}),
+            "keep: {keep}"
+        );
+    }
+}

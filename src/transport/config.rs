@@ -104,6 +104,7 @@ pub(crate) struct WebSocketSettings {
     /// Origins allowed to open websockets besides the request's own, as given.
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) check_origin: bool,
+    pub(crate) keep_extensions: bool,
 }
 
 #[cfg(feature = "websocket")]
@@ -115,6 +116,7 @@ impl Default for WebSocketSettings {
             write_timeout: Duration::from_secs(10),
             allowed_origins: Vec::new(),
             check_origin: true,
+            keep_extensions: true,
         }
     }
 }

@@ -94,6 +94,30 @@ where
 }
 
 /// Whether a request asks for a websocket upgrade.
+/// `parts` with its URI and header values copied into allocations of their own. hyper parses them
+/// as slices of the connection's read buffer, so keeping them (a websocket's request context, for
+/// the connection's whole life) would keep that buffer, 8-16 KB, allocated.
+pub(crate) fn detach(mut parts: ::http::request::Parts) -> ::http::request::Parts {
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    let mut name = None;
+    for (key, value) in std::mem::take(&mut parts.headers) {
+        // `into_iter` names only the first of each header's values.
+        if key.is_some() {
+            name = key;
+        }
+        let Some(name) = &name else { continue };
+        let sensitive = value.is_sensitive();
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or(value);
+        copy.set_sensitive(sensitive);
+        headers.append(name.clone(), copy);
+    }
+    parts.headers = headers;
+    if let Ok(uri) = ::http::Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+    parts
+}
+
 fn is_upgrade<B>(request: &Request<B>) -> bool {
     has_token(request.headers(), header::UPGRADE, "websocket")
 }
@@ -198,4 +222,49 @@ pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Full
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detached_parts_keep_everything_but_share_no_bytes_with_the_request() {
+        // One buffer, as hyper parses a request head: the URI and values are slices of it.
+        let head = Bytes::from_static(b"/cometd/connect?x=1 first second secret");
+        let buffer = head.as_ptr_range();
+        let mut secret = HeaderValue::from_maybe_shared(head.slice(33..)).unwrap();
+        secret.set_sensitive(true);
+        let (mut parts, ()) =
+            Request::post(::http::Uri::from_maybe_shared(head.slice(..19)).unwrap())
+                .header(
+                    "x-a",
+                    HeaderValue::from_maybe_shared(head.slice(20..25)).unwrap(),
+                )
+                .header(
+                    "x-a",
+                    HeaderValue::from_maybe_shared(head.slice(26..32)).unwrap(),
+                )
+                .header(header::AUTHORIZATION, secret)
+                .body(())
+                .unwrap()
+                .into_parts();
+        parts.extensions.insert(7_u8);
+
+        let detached = detach(parts);
+        assert_eq!(detached.method, Method::POST);
+        assert_eq!(detached.uri, "/cometd/connect?x=1");
+        let values: Vec<_> = detached.headers.get_all("x-a").iter().collect();
+        assert_eq!(values, ["first", "second"]);
+        assert!(detached.headers[header::AUTHORIZATION].is_sensitive());
+        assert_eq!(detached.extensions.get::<u8>(), Some(&7));
+        let outside = |bytes: &[u8]| !buffer.contains(&bytes.as_ptr());
+        assert!(outside(detached.uri.path().as_bytes()));
+        assert!(
+            detached
+                .headers
+                .values()
+                .all(|value| outside(value.as_bytes()))
+        );
+    }
 }

@@ -87,6 +87,12 @@ pub(crate) fn upgrade<B>(bayeux: Bayeux, mut request: Request<B>) -> Response<Fu
         );
     };
     let (parts, _body) = request.into_parts();
+    // The head's values are slices of hyper's read buffer (16 KB): copied out, that buffer is
+    // freed with the connection instead of staying pinned for the websocket's whole life.
+    let mut parts = super::detach(parts);
+    if !settings.keep_extensions {
+        parts.extensions.clear();
+    }
     bayeux.engine.clone().spawn_tracked(async move {
         match on_upgrade.await {
             Ok(upgraded) => serve_websocket(&bayeux, TokioIo::new(upgraded), parts).await,
