@@ -108,6 +108,17 @@ pub(super) fn failed(request: &Message, error: ErrorCode) -> Message {
     reply
 }
 
+/// A message's reply on its way out, with what its outgoing extensions may need.
+struct Answered {
+    owner: Option<ServerSession>,
+    request: Option<Message>,
+    reply: Message,
+    /// A publish's position, still to come from the broker.
+    pending: Option<PendingPosition>,
+    /// Whether the outgoing extensions let the reply go.
+    sent: bool,
+}
+
 #[expect(
     clippy::large_enum_variant,
     reason = "made and consumed at once for each message; boxing the reply would only add an allocation"
@@ -147,7 +158,7 @@ impl Engine {
             && only.channel == meta::HANDSHAKE
         {
             let mut messages = messages;
-            return Ok(self.handshake(messages.remove(0), link).await);
+            return Ok(Box::pin(self.handshake(messages.remove(0), link)).await);
         }
 
         let session = messages
@@ -168,56 +179,32 @@ impl Engine {
                     request,
                     reply,
                     pending,
-                } => answered.push((owner.cloned(), request, reply, pending)),
+                } => answered.push(Answered {
+                    owner: owner.cloned(),
+                    request,
+                    reply,
+                    pending,
+                    sent: false,
+                }),
                 Step::Hold(connect) => held = Some(connect),
             }
         }
         let queued = match (&session, &held) {
             (Some(session), None) => {
-                let connect = answered.iter_mut().find(|(owner, _, reply, _)| {
-                    owner.is_some()
-                        && reply.channel == meta::CONNECT
-                        && reply.successful == Some(true)
+                let connect = answered.iter_mut().find(|answer| {
+                    answer.owner.is_some()
+                        && answer.reply.channel == meta::CONNECT
+                        && answer.reply.successful == Some(true)
                 });
                 match connect {
-                    Some((_, _, reply, _)) => session.drain_into_connect_reply(reply),
+                    Some(answer) => session.drain_into_connect_reply(&mut answer.reply),
                     None if self.delivers_on_any_reply(link) => session.drain(),
                     None => Vec::new(),
                 }
             }
             _ => Vec::new(),
         };
-        let mut replies = Vec::with_capacity(answered.len());
-        for (owner, request, mut reply, pending) in answered {
-            // The broker answers in the order the publishes were handed over: all of the
-            // request's were sent before the first answer is awaited.
-            if let Some(position) = pending {
-                match position.await {
-                    Ok(position) => history::stamp(&mut reply.ext, &position),
-                    Err(_) => reply.fail(ErrorCode::HistoryUnavailable),
-                }
-            }
-            if self
-                .inner
-                .extend_outgoing(owner.as_ref(), request.as_ref(), &mut reply)
-                .await
-            {
-                // A publish reply carrying data (a remote call's answer) goes out as the CometD
-                // servers send it: the data in a message of its own with the request's id, then
-                // the plain reply. The websocket client takes a message with data for a delivery,
-                // so a reply with data would never be matched to its request.
-                if !reply.channel.starts_with("/meta/") && reply.data.is_some() {
-                    replies.push(Message {
-                        id: reply.id.clone(),
-                        channel: reply.channel.clone(),
-                        successful: reply.successful,
-                        data: reply.data.take(),
-                        ..Message::default()
-                    });
-                }
-                replies.push(reply);
-            }
-        }
+        let replies = self.finish_replies(answered).await;
         Ok(BatchOutcome {
             queued,
             replies,
@@ -225,6 +212,55 @@ impl Engine {
             new_browser: None,
             session,
         })
+    }
+
+    /// The replies of a request's messages once the broker gave its publishes' positions and
+    /// outgoing extensions ran. The answers stay in their vector while the awaits work on them
+    /// by reference, so that this future (part of the request's, boxed for every request)
+    /// holds no message itself.
+    async fn finish_replies(&self, mut answered: Vec<Answered>) -> Vec<Message> {
+        for answer in &mut answered {
+            // The broker answers in the order the publishes were handed over: all of the
+            // request's were sent before the first answer is awaited.
+            if let Some(position) = answer.pending.take() {
+                match position.await {
+                    Ok(position) => history::stamp(&mut answer.reply.ext, &position),
+                    Err(_) => answer.reply.fail(ErrorCode::HistoryUnavailable),
+                }
+            }
+            answer.sent = self
+                .inner
+                .extend_outgoing(
+                    answer.owner.as_ref(),
+                    answer.request.as_ref(),
+                    &mut answer.reply,
+                )
+                .await;
+        }
+        let mut replies = Vec::with_capacity(answered.len());
+        for Answered {
+            mut reply, sent, ..
+        } in answered
+        {
+            if !sent {
+                continue;
+            }
+            // A publish reply carrying data (a remote call's answer) goes out as the CometD
+            // servers send it: the data in a message of its own with the request's id, then
+            // the plain reply. The websocket client takes a message with data for a delivery,
+            // so a reply with data would never be matched to its request.
+            if !reply.channel.starts_with("/meta/") && reply.data.is_some() {
+                replies.push(Message {
+                    id: reply.id.clone(),
+                    channel: reply.channel.clone(),
+                    successful: reply.successful,
+                    data: reply.data.take(),
+                    ..Message::default()
+                });
+            }
+            replies.push(reply);
+        }
+        replies
     }
 
     /// Whether queued deliveries may ride on the reply to a request that holds no
@@ -256,6 +292,9 @@ impl Engine {
         allowed.then_some(session)
     }
 
+    /// One message of a request. A `/meta/connect` (most requests) is answered or held here
+    /// without a further await; the other messages' processing is boxed, so that the request's
+    /// future, boxed for every request, stays small.
     async fn process_one(
         &self,
         message: Message,
@@ -263,60 +302,83 @@ impl Engine {
         single: bool,
         link: &Link,
     ) -> Step {
+        let (message, session, channel) = match self.admit(message, session).await {
+            Ok(admitted) => admitted,
+            Err(step) => return step,
+        };
+        if message.channel != meta::CONNECT {
+            self.extend_expiry(session);
+        }
+        let span = tracing::debug_span!("bayeux", client_id = %session.id(), channel = %channel);
+        if channel.as_str() == meta::CONNECT {
+            let _entered = span.enter();
+            tracing::trace!(?message, "incoming");
+            return self.connect(session, message, single, link);
+        }
+        Box::pin(self.dispatch(session, channel, message).instrument(span)).await
+    }
+
+    /// Runs the incoming extensions on `message`, then checks its session and channel: what
+    /// to process, or the reply refusing it.
+    async fn admit<'s>(
+        &self,
+        mut message: Message,
+        session: Option<&'s ServerSession>,
+    ) -> Result<(Message, &'s ServerSession, ChannelName), Step> {
         if message.channel.is_empty() {
             let reply = failed(&message, ErrorCode::ChannelMissing);
-            return Step::reply(message, reply);
+            return Err(Step::reply(message, reply));
         }
         let session = session.filter(|s| !s.is_removed());
-        let mut message = message;
         if !self.inner.extend_incoming(session, &mut message).await {
             let reply = failed(&message, ErrorCode::MessageDeleted);
-            return Step::reply(message, reply);
+            return Err(Step::reply(message, reply));
         }
         let Some(session) = session else {
             let reply = unknown_session(&message);
-            return Step::reply(message, reply);
+            return Err(Step::reply(message, reply));
         };
         let channel = Some(&message.channel)
             .filter(|name| name.len() <= self.inner.config.max_channel_length)
             .and_then(|name| ChannelName::new(name).ok());
         let Some(channel) = channel else {
             let reply = failed(&message, ErrorCode::ChannelInvalid);
-            return Step::reply(message, reply);
+            return Err(Step::reply(message, reply));
         };
-        if message.channel != meta::CONNECT {
-            self.extend_expiry(session);
-        }
-        let span = tracing::debug_span!("bayeux", client_id = %session.id(), channel = %channel);
-        async move {
-            tracing::trace!(?message, "incoming");
-            match channel.kind() {
-                ChannelKind::Meta => {
-                    let reply = match channel.as_str() {
-                        meta::CONNECT => return self.connect(session, message, single, link),
-                        meta::SUBSCRIBE => self.subscribe(session, &message).await,
-                        meta::UNSUBSCRIBE => self.unsubscribe(session, &message),
-                        meta::DISCONNECT => self.disconnect(session, &message).await,
-                        _ => failed(&message, ErrorCode::PublishDenied),
-                    };
-                    let (message, reply) = self
-                        .notify_meta_listeners(session, &channel, message, reply)
-                        .await;
-                    Step::reply(message, reply)
-                }
-                ChannelKind::Service | ChannelKind::Broadcast => {
-                    let (request, reply, pending) =
-                        self.publish_from_client(session, channel, message).await;
-                    Step::Reply {
-                        request,
-                        reply,
-                        pending,
-                    }
+        Ok((message, session, channel))
+    }
+
+    /// Processes an admitted message other than `/meta/connect`.
+    async fn dispatch(
+        &self,
+        session: &ServerSession,
+        channel: ChannelName,
+        message: Message,
+    ) -> Step {
+        tracing::trace!(?message, "incoming");
+        match channel.kind() {
+            ChannelKind::Meta => {
+                let reply = match channel.as_str() {
+                    meta::SUBSCRIBE => self.subscribe(session, &message).await,
+                    meta::UNSUBSCRIBE => self.unsubscribe(session, &message),
+                    meta::DISCONNECT => self.disconnect(session, &message).await,
+                    _ => failed(&message, ErrorCode::PublishDenied),
+                };
+                let (message, reply) = self
+                    .notify_meta_listeners(session, &channel, message, reply)
+                    .await;
+                Step::reply(message, reply)
+            }
+            ChannelKind::Service | ChannelKind::Broadcast => {
+                let (request, reply, pending) =
+                    self.publish_from_client(session, channel, message).await;
+                Step::Reply {
+                    request,
+                    reply,
+                    pending,
                 }
             }
         }
-        .instrument(span)
-        .await
     }
 
     /// Other messages keep a session alive for at least `max_interval` more.

@@ -182,7 +182,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if self.is_bayeux_path(request.uri().path()) {
             let bayeux = self.bayeux.clone();
-            ResponseFuture::bayeux(Box::pin(transport::serve(bayeux, request)))
+            ResponseFuture::bayeux(transport::serve(bayeux, request))
         } else {
             ResponseFuture::inner(self.inner.call(request))
         }

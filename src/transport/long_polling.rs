@@ -8,10 +8,13 @@ use crate::protocol::parse_messages_with;
 use crate::{Bayeux, BoxError};
 
 use super::http::{Encoding, respond};
-use super::{Served, error_response};
+use std::future::ready;
 
-/// Serves a `POST` at the Bayeux path.
-pub(crate) async fn serve<B>(bayeux: Bayeux, request: Request<B>) -> Served
+use super::{ServeFuture, error_response};
+
+/// Serves a `POST` at the Bayeux path. Only the body and the request head go into the future:
+/// it is boxed for every request, and kept under glibc's 1 KB thread-cache size.
+pub(crate) fn serve<B>(bayeux: Bayeux, request: Request<B>) -> ServeFuture
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -23,27 +26,30 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return super::too_large(limit).into();
+        return Box::pin(ready(super::too_large(limit).into()));
     }
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<LengthLimitError>() => return super::too_large(limit).into(),
-        Err(err) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &format!("failed to read the request body: {err}"),
-            )
-            .into();
-        }
-    };
-    let messages = match parse_messages_with(&body, &bayeux.transport.parse_limits) {
-        Ok(messages) => messages,
-        Err(err) => return super::unparsable(&err).into(),
-    };
-    let encoding = Encoding {
-        content_type: "application/json;charset=UTF-8",
-        encode: |array| array,
-    };
-    respond(bayeux, parts, messages, encoding).await
+    Box::pin(async move {
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<LengthLimitError>() => return super::too_large(limit).into(),
+            Err(err) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    &format!("failed to read the request body: {err}"),
+                )
+                .into();
+            }
+        };
+        let messages = match parse_messages_with(&body, &bayeux.transport.parse_limits) {
+            Ok(messages) => messages,
+            Err(err) => return super::unparsable(&err).into(),
+        };
+        drop(body);
+        let encoding = Encoding {
+            content_type: "application/json;charset=UTF-8",
+            encode: |array| array,
+        };
+        respond(bayeux, parts, messages, encoding).await
+    })
 }

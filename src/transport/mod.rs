@@ -40,39 +40,48 @@ impl From<Response<Full<Bytes>>> for Served {
     }
 }
 
-/// Serves a request at the Bayeux path with the transport it asks for.
-pub(crate) async fn serve<B>(bayeux: Bayeux, request: Request<B>) -> Served
+/// The future answering a request at the Bayeux path.
+pub(crate) type ServeFuture = Pin<Box<dyn Future<Output = Served> + Send>>;
+
+/// Serves a request at the Bayeux path with the transport it asks for: the transport is chosen
+/// here, and only its own future is boxed (with no room kept for the others', nor for the
+/// request it already took apart).
+pub(crate) fn serve<B>(bayeux: Bayeux, request: Request<B>) -> ServeFuture
 where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
     let config = &bayeux.transport;
-    match *request.method() {
-        Method::POST => long_polling::serve(bayeux, request).await,
+    let answer: Served = match *request.method() {
+        Method::POST => return long_polling::serve(bayeux, request),
         Method::GET if is_upgrade(&request) => {
             if !config.websocket_enabled() {
-                return error_response(
+                error_response(
                     StatusCode::BAD_REQUEST,
                     "the websocket transport is disabled on this server",
                 )
-                .into();
+                .into()
+            } else {
+                #[cfg(feature = "websocket")]
+                {
+                    websocket::upgrade(bayeux, request).into()
+                }
+                #[cfg(not(feature = "websocket"))]
+                unreachable!("websocket_enabled() is false without the feature")
             }
-            #[cfg(feature = "websocket")]
-            return websocket::upgrade(bayeux, request).into();
-            #[cfg(not(feature = "websocket"))]
-            unreachable!("websocket_enabled() is false without the feature")
         }
         #[cfg(feature = "jsonp")]
         Method::GET if jsonp::is_jsonp(&request) => {
             if !config.callback_polling_enabled() {
-                return error_response(
+                error_response(
                     StatusCode::BAD_REQUEST,
                     "the callback-polling (JSONP) transport is disabled on this server",
                 )
-                .into();
+                .into()
+            } else {
+                return Box::pin(jsonp::serve(bayeux, request));
             }
-            jsonp::serve(bayeux, request).await
         }
         Method::OPTIONS => {
             let mut response = Response::new(Full::default());
@@ -90,10 +99,10 @@ where
             response.headers_mut().insert(header::ALLOW, allow(&bayeux));
             response.into()
         }
-    }
+    };
+    Box::pin(std::future::ready(answer))
 }
 
-/// Whether a request asks for a websocket upgrade.
 /// `parts` with its URI and header values copied into allocations of their own. hyper parses them
 /// as slices of the connection's read buffer, so keeping them (a websocket's request context, for
 /// the connection's whole life) would keep that buffer, 8-16 KB, allocated.
@@ -118,6 +127,7 @@ pub(crate) fn detach(mut parts: ::http::request::Parts) -> ::http::request::Part
     parts
 }
 
+/// Whether a request asks for a websocket upgrade.
 fn is_upgrade<B>(request: &Request<B>) -> bool {
     has_token(request.headers(), header::UPGRADE, "websocket")
 }
