@@ -44,6 +44,12 @@ where
             trust_client_session: transport.trust_client_session,
         },
     };
+    // A lone `/meta/connect` is usually held, and its context with it: copied out of hyper's
+    // read buffer, the head does not keep that buffer (and a second one) for the hold.
+    let parts = match messages.as_slice() {
+        [only] if only.channel == crate::protocol::meta::CONNECT => super::detach(parts),
+        _ => parts,
+    };
     let context = RequestContext::new(parts);
     // Boxed: processing needs a large future, but only briefly.
     let outcome = match context

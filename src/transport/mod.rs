@@ -103,26 +103,31 @@ where
     Box::pin(std::future::ready(answer))
 }
 
-/// `parts` with its URI and header values copied into allocations of their own. hyper parses them
-/// as slices of the connection's read buffer, so keeping them (a websocket's request context, for
-/// the connection's whole life) would keep that buffer, 8-16 KB, allocated.
+/// `parts` with its URI and header values copied into one allocation of their own. hyper parses
+/// them as slices of the connection's read buffer, so keeping them (a websocket's request
+/// context for the connection's whole life, a held connect's for the hold) would keep that
+/// buffer, 8-16 KB, allocated, and make hyper allocate another for its next read.
 pub(crate) fn detach(mut parts: ::http::request::Parts) -> ::http::request::Parts {
-    let mut headers = HeaderMap::with_capacity(parts.headers.len());
-    let mut name = None;
-    for (key, value) in std::mem::take(&mut parts.headers) {
-        // `into_iter` names only the first of each header's values.
-        if key.is_some() {
-            name = key;
-        }
-        let Some(name) = &name else { continue };
-        let sensitive = value.is_sensitive();
-        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or(value);
-        copy.set_sensitive(sensitive);
-        headers.append(name.clone(), copy);
+    use std::fmt::Write as _;
+    let values: usize = parts.headers.values().map(HeaderValue::len).sum();
+    let mut copy = BytesMut::with_capacity(values + 64);
+    let _ = write!(copy, "{}", parts.uri);
+    let uri_len = copy.len();
+    for value in parts.headers.values() {
+        copy.put_slice(value.as_bytes());
     }
-    parts.headers = headers;
-    if let Ok(uri) = ::http::Uri::try_from(parts.uri.to_string()) {
+    let copy = copy.freeze();
+    if let Ok(uri) = ::http::Uri::from_maybe_shared(copy.slice(..uri_len)) {
         parts.uri = uri;
+    }
+    let mut at = uri_len;
+    for value in parts.headers.values_mut() {
+        let end = at + value.len();
+        if let Ok(mut detached) = HeaderValue::from_maybe_shared(copy.slice(at..end)) {
+            detached.set_sensitive(value.is_sensitive());
+            *value = detached;
+        }
+        at = end;
     }
     parts
 }
