@@ -130,6 +130,12 @@ pub struct Cli {
     /// publishes. Remote calls to `/service/history` still work.
     #[arg(long, env = "TOWER_BAYEUX_NO_CLIENT_PUBLISH")]
     pub no_client_publish: bool,
+    /// Threads serving clients. 1 runs everything on one thread (tokio's current-thread
+    /// runtime: on one core it spends less CPU per long-poll response than a multi-thread
+    /// runtime with one worker, and has a shorter latency tail when saturated). [default: one
+    /// per core]
+    #[arg(long, env = "TOWER_BAYEUX_THREADS", value_name = "COUNT", value_parser = parse_threads)]
+    pub threads: Option<usize>,
     /// How long a graceful shutdown (SIGTERM, SIGINT) may take before the server exits
     /// anyway. [default: 10s]
     #[arg(long, env = "TOWER_BAYEUX_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
@@ -182,6 +188,7 @@ struct File {
     no_websocket: Option<bool>,
     no_callback_polling: Option<bool>,
     no_client_publish: Option<bool>,
+    threads: Option<usize>,
     shutdown_timeout: Option<String>,
 }
 
@@ -207,6 +214,8 @@ pub struct Settings {
     pub websocket: bool,
     pub callback_polling: bool,
     pub client_publish: bool,
+    /// `None`: one per core.
+    pub threads: Option<usize>,
     pub shutdown_timeout: Duration,
 }
 
@@ -315,6 +324,10 @@ impl Settings {
             websocket: !(cli.no_websocket || file.no_websocket == Some(true)),
             callback_polling: !(cli.no_callback_polling || file.no_callback_polling == Some(true)),
             client_publish: !(cli.no_client_publish || file.no_client_publish == Some(true)),
+            threads: match cli.threads.or(file.threads) {
+                Some(0) => return Err(in_file("threads", "at least 1 thread is needed".into())),
+                threads => threads,
+            },
             shutdown_timeout: cli
                 .shutdown_timeout
                 .or(file_duration(&file.shutdown_timeout, "shutdown_timeout")?)
@@ -332,6 +345,14 @@ fn read_file(path: &Path) -> Result<File, String> {
 fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value.trim())
         .map_err(|err| format!("not a duration ({err}): {value:?}; write e.g. 30s, 500ms, 2m"))
+}
+
+fn parse_threads(value: &str) -> Result<usize, String> {
+    match value.trim().parse() {
+        Ok(0) => Err("at least 1 thread is needed".into()),
+        Ok(count) => Ok(count),
+        Err(_) => Err(format!("not a count: {value:?}")),
+    }
 }
 
 fn parse_limit(value: &str) -> Result<Limit, String> {

@@ -696,6 +696,36 @@ async fn flags_set_timeout_and_interval() {
     assert_eq!(advice(&server.addr()).await, (2000, 500));
 }
 
+/// The server's thread count, from /proc.
+fn threads_of(server: &Server) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn threads_sets_the_runtime() {
+    // One thread: everything on the main thread, which still serves clients (a publish from
+    // one reaches another while its connect is held).
+    let server = start_with_api(&["--threads", "1"]);
+    let addr = server.addr();
+    let mut client = subscriber(&addr, &["/t/one"]).await;
+    let body = json!({"channel": "/t/one", "data": 1}).to_string();
+    publish(&addr, Some(SECRET), &body)
+        .await
+        .expect(200, "publish");
+    let received = client.receive_until(|m| m["data"] == 1).await;
+    assert_eq!(data_on(&received, "/t/one"), vec![json!(1)]);
+    assert_eq!(threads_of(&server), 1);
+
+    let server = Server::start(&["--threads", "3"]);
+    Client::handshake(&server.addr(), "/cometd").await;
+    assert_eq!(threads_of(&server), 1 + 3, "the main thread and 3 workers");
+}
+
 #[tokio::test]
 async fn default_timeout_and_interval() {
     let server = Server::start(&[]);
@@ -918,6 +948,12 @@ fn bad_values_exit_nonzero_with_an_error() {
             vec!["--api-max-body".into(), "lots".into()],
             vec![],
         ),
+        ("--threads 0", vec!["--threads".into(), "0".into()], vec![]),
+        (
+            "--threads some",
+            vec!["--threads".into(), "some".into()],
+            vec![],
+        ),
         (
             "--unix-mode 9z9",
             vec!["--unix-mode".into(), "9z9".into()],
@@ -1024,6 +1060,7 @@ fn help_mentions_every_flag() {
         "--api-max-body",
         "--no-websocket",
         "--no-callback-polling",
+        "--threads",
         "--shutdown-timeout",
     ]
     .into_iter()
