@@ -122,10 +122,13 @@ impl Counters {
         }
     }
 
-    /// Counts a websocket connection open until the guard is dropped.
-    pub(crate) fn websocket(&self) -> OpenWebsocket<'_> {
+    /// Counts a websocket connection open, until [`websocket_closed`](Self::websocket_closed).
+    pub(crate) fn websocket_opened(&self) {
         self.websockets.fetch_add(1, Relaxed);
-        OpenWebsocket(&self.websockets)
+    }
+
+    pub(crate) fn websocket_closed(&self) {
+        self.websockets.fetch_sub(1, Relaxed);
     }
 
     pub(crate) fn read_into(&self, stats: &mut Stats) {
@@ -133,14 +136,5 @@ impl Counters {
         stats.messages_delivered = self.delivered.load(Relaxed);
         stats.messages_dropped = self.dropped.load(Relaxed);
         stats.websocket_connections = self.websockets.load(Relaxed);
-    }
-}
-
-/// An open websocket connection, counted in [`Stats::websocket_connections`] while it lives.
-pub(crate) struct OpenWebsocket<'a>(&'a AtomicUsize);
-
-impl Drop for OpenWebsocket<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
     }
 }

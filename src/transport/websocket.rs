@@ -93,12 +93,19 @@ pub(crate) fn upgrade<B>(bayeux: Bayeux, mut request: Request<B>) -> Response<Fu
     if !settings.keep_extensions {
         parts.extensions.clear();
     }
-    bayeux.engine.clone().spawn_tracked(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => serve_websocket(&bayeux, TokioIo::new(upgraded), parts).await,
-            Err(err) => tracing::debug!(%err, "websocket upgrade failed"),
+    // A combinator rather than an async block, for the same reason as in `serve_websocket`.
+    let engine = bayeux.engine.clone();
+    engine.spawn_tracked(on_upgrade.then(move |upgraded| match upgraded {
+        Ok(upgraded) => futures_util::future::Either::Left(serve_websocket(
+            &bayeux,
+            TokioIo::new(upgraded),
+            parts,
+        )),
+        Err(err) => {
+            tracing::debug!(%err, "websocket upgrade failed");
+            futures_util::future::Either::Right(std::future::ready(()))
         }
-    });
+    }));
 
     let mut response = Response::new(Full::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -146,6 +153,14 @@ struct WebSocketConnection<S> {
     /// answering its held connect (a slow listener does not hold them back), but reads no
     /// further frame, so the client's messages are processed in the order it sent them.
     processing: Option<Processing>,
+    /// Shutdown waits for the connection, however it was started.
+    _tracked: tokio_util::task::task_tracker::TaskTrackerToken,
+}
+
+impl<S> Drop for WebSocketConnection<S> {
+    fn drop(&mut self) {
+        self.bayeux.engine.inner.counters.websocket_closed();
+    }
 }
 
 /// Serves Bayeux over a websocket connection that already completed its HTTP upgrade: `stream`
@@ -167,7 +182,11 @@ struct WebSocketConnection<S> {
 /// # };
 /// # }
 /// ```
-pub async fn serve_websocket<S>(bayeux: &Bayeux, stream: S, request: Parts)
+pub fn serve_websocket<S>(
+    bayeux: &Bayeux,
+    stream: S,
+    request: Parts,
+) -> impl Future<Output = ()> + Send + use<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -180,31 +199,36 @@ where
         .write_buffer_size(0)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
-    // Shutdown waits for the connection, however it was started.
-    let _tracked = bayeux.engine.track();
-    let _counted = bayeux.engine.inner.counters.websocket();
-    let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
     static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
     let browser = bayeux
         .transport
         .cookie
         .find(&request.headers)
         .map(Arc::from);
-    let connection = WebSocketConnection {
-        bayeux: bayeux.clone(),
-        socket,
-        id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
-        context: RequestContext::without_response(request),
-        link: Link {
-            browser,
-            carrier: Carrier::Stream,
-        },
-        notify: Arc::new(Notify::new()),
-        session: None,
-        held: None,
-        processing: None,
-    };
-    connection.run().await;
+    let (bayeux, context) = (bayeux.clone(), RequestContext::without_response(request));
+    let tracked = bayeux.engine.track();
+    bayeux.engine.inner.counters.websocket_opened();
+    // Chained rather than awaited in an async fn (the stream is ready at once: the HTTP upgrade
+    // was the handshake), so that the connection's long-lived future is its loop alone, with no
+    // room kept for this function's arguments.
+    WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).then(move |socket| {
+        WebSocketConnection {
+            bayeux,
+            socket,
+            id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+            context,
+            link: Link {
+                browser,
+                carrier: Carrier::Stream,
+            },
+            notify: Arc::new(Notify::new()),
+            session: None,
+            held: None,
+            processing: None,
+            _tracked: tracked,
+        }
+        .run()
+    })
 }
 
 impl<S> WebSocketConnection<S>
@@ -214,6 +238,9 @@ where
     async fn run(mut self) {
         let idle = self.bayeux.transport.websocket.idle_timeout;
         let mut deadline = Instant::now() + idle;
+        // One timer for the connection's life, moved only when it fires before the deadline:
+        // a new timer each turn would register and cancel a timer entry per frame.
+        let mut idle_timer = std::pin::pin!(tokio::time::sleep_until(deadline));
         let shutdown = self.bayeux.engine.shutdown_signal().clone();
         // Made once: a cancellation future registers with the token when first polled.
         let mut cancelled = std::pin::pin!(shutdown.clone().cancelled_owned());
@@ -221,7 +248,9 @@ where
         // that no reply or outcome takes room in the connection's long-lived future.
         let close = loop {
             if shutdown.is_cancelled() {
-                self.drain_for_shutdown().await;
+                // Boxed, as the close below: once in a connection's life, they need not take
+                // room in its long-lived future.
+                Box::pin(self.drain_for_shutdown()).await;
                 break Close::With(CloseCode::Away, "server shutting down");
             }
             let turn = tokio::select! {
@@ -246,8 +275,13 @@ where
                     deadline = Instant::now() + idle;
                     self.receive(incoming).map(|()| Turn::Poll)
                 }
-                () = tokio::time::sleep_until(deadline), if self.processing.is_none() => {
-                    Err(Close::With(CloseCode::Away, "idle"))
+                () = &mut idle_timer, if self.processing.is_none() => {
+                    if Instant::now() < deadline {
+                        idle_timer.as_mut().reset(deadline);
+                        Ok(Turn::Write(None))
+                    } else {
+                        Err(Close::With(CloseCode::Away, "idle"))
+                    }
                 }
                 () = &mut cancelled => Ok(Turn::Write(None)),
             };
@@ -278,7 +312,11 @@ where
                 reason: Utf8Bytes::from_static(reason),
             };
             let timeout = self.bayeux.transport.websocket.write_timeout;
-            let _ = tokio::time::timeout(timeout, self.socket.close(Some(frame))).await;
+            let _ = Box::pin(tokio::time::timeout(
+                timeout,
+                self.socket.close(Some(frame)),
+            ))
+            .await;
         }
         if let Some(session) = &self.session {
             session.detach_push(self.id);
