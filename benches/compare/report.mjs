@@ -9,7 +9,14 @@ const lock = JSON.parse(fs.readFileSync(lockPath, "utf8"));
 const version = name => lock.packages?.[`node_modules/${name}`]?.version ?? "?";
 const env = process.env;
 
-const names = {ours: "tower-bayeux", "ours-ct": "tower-bayeux (current-thread runtime)", cometd: "cometd-nodejs-server", faye: "Faye"};
+const names = {
+    ours: "tower-bayeux",
+    "ours-ct": "tower-bayeux (current-thread runtime)",
+    bin: "tower-bayeux server binary",
+    "bin-ct": "tower-bayeux server binary (`--threads 1`)",
+    cometd: "cometd-nodejs-server",
+    faye: "Faye",
+};
 const num = (v, digits = 0) => v === null || v === undefined || Number.isNaN(v) ? "–"
     : Number(v).toLocaleString("en-US", {minimumFractionDigits: digits, maximumFractionDigits: digits});
 const msf = v => v === null || v === undefined ? "–" : v < 10 ? `${num(v, 2)} ms` : `${num(v, 1)} ms`;
@@ -26,7 +33,7 @@ p(`- Versions: tower-bayeux ${env.COMMIT} (${env.RUSTC}, release); cometd-nodejs
 p("- Placement: the server pinned to core 0, the generator (`benches/load`, one thread) to core 1; a fresh server process for each row; in the 500k websocket rows the server and the generator share both cores instead.");
 p(`- Settings: long-poll timeout 20 s, max interval 10 s, interval 0, no per-browser session limit; tower-bayeux: ${env.OURS_SETTINGS}, session queues bounded (1000 messages / 1 MiB, drop-oldest with a marker); Faye forgets a client 2 x timeout after its last connect.`);
 p(`- Fan-out rows: 1,000 sessions in 10 rooms (100 per room), 10 publishing sessions, 100-byte payloads, ${env.DURATION} s measured after ${env.WARMUP} s of warm-up. Deliveries/s and publishes/s are those received / accepted during the measured window; the target is the publishers' aggregate schedule (each publisher has one request or frame awaiting replies at a time; behind schedule it sends what is due in batches of up to 10, and more than a second behind it skips ahead). Latency runs from a publish being sent to a subscriber reading it, over the publishes sent in the window (including their deliveries after it); expected − delivered counts those publishes' deliveries that never arrived.`);
-p("- tower-bayeux runs on tokio's multi-thread runtime (one worker: the process is pinned to one core) unless the row says *current-thread runtime* (`--current-thread`): the same server, scheduled from one queue.");
+p("- *tower-bayeux* is the `conformance` example: the library as an axum application serves it (`axum::serve`, the Bayeux layer added with `Router::layer`), on tokio's multi-thread runtime (one worker: the process is pinned to one core) unless the row says *current-thread runtime* (`--current-thread`): the same server, scheduled from one queue. *tower-bayeux server binary* is the standalone `tower-bayeux` (`--timeout 20s --max-interval 10s --max-sessions-per-browser unlimited`): hyper's HTTP/1 connections and Bayeux in front of its router, on a multi-thread runtime, or with `--threads 1` on a current-thread one.");
 p("- Server CPU is the server's user + system time over the measured window (at most 1 core-second per second where it is pinned to one core); generator CPU near 100% means the generator, not the server, was the limit.");
 p("");
 
@@ -44,13 +51,13 @@ const workloads = [
 ];
 p("## Fan-out and echo");
 p("");
-p("| Workload | Server | Deliveries/s | Publishes/s accepted (of target) | p50 | p99 | p99.9 | max | Expected − delivered / dup | Server CPU s (core %) | Server RSS peak | Generator CPU % | Errors |");
-p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+p("| Workload | Server | Deliveries/s | Publishes/s accepted (of target) | p50 | p99 | p99.9 | max | Expected − delivered / dup | Server CPU s (core %) | Responses or frames/s | Server CPU per response | Deliveries per server CPU-second | Server RSS peak | Generator CPU % | Errors |");
+p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 for (const [w, title] of workloads) {
     for (const row of rows.filter(r => r.workload === w)) {
         const r = row.result;
         if (!r) {
-            p(`| ${title} | ${names[row.server]} | failed (see target/compare/${w}-${row.server}.log) | | | | | | | | | | |`);
+            p(`| ${title} | ${names[row.server]} | failed (see target/compare/${w}-${row.server}.log) | | | | | | | | | | | | | |`);
             continue;
         }
         const window = r.window_s || r.duration_s;
@@ -63,29 +70,36 @@ for (const [w, title] of workloads) {
             : "";
         const loss = echo ? "–" : `${num(r.expected - r.delivered)} / ${num(r.duplicates)}${gaps}`;
         const cpu = r.server_cpu_s === null ? "–" : `${num(r.server_cpu_s, 1)} (${num(r.server_cpu_s / window * 100)}%)`;
-        p(`| ${title} | ${names[row.server]} | ${num(r.deliveries_per_s)}${echo ? " echoes/s" : ""} | ${pubs} | ${msf(r.p50_ms)} | ${msf(r.p99_ms)} | ${msf(r.p999_ms)} | ${msf(r.max_ms)} | ${loss} | ${cpu} | ${mbf(r.server_rss_peak_kb)} | ${num(r.gen_cpu_s / window * 100)}% | ${num(r.errors)} |`);
+        // Per response (long-polling) or frame (websocket) the server wrote, and per delivery.
+        const perResponse = !echo && r.server_cpu_s && r.frames_per_s ? `${num(r.server_cpu_s / window / r.frames_per_s * 1e6, 1)} µs` : "–";
+        const perCpu = !echo && r.server_cpu_s ? num(r.deliveries_per_s * window / r.server_cpu_s) : "–";
+        p(`| ${title} | ${names[row.server]} | ${num(r.deliveries_per_s)}${echo ? " echoes/s" : ""} | ${pubs} | ${msf(r.p50_ms)} | ${msf(r.p99_ms)} | ${msf(r.p999_ms)} | ${msf(r.max_ms)} | ${loss} | ${cpu} | ${echo ? "–" : num(r.frames_per_s)} | ${perResponse} | ${perCpu} | ${mbf(r.server_rss_peak_kb)} | ${num(r.gen_cpu_s / window * 100)}% | ${num(r.errors)} |`);
     }
 }
 p("");
 
-p("## Idle sessions (memory)");
+p("## Live sessions (memory)");
 p("");
-p("| Transport | Server | Sessions | Set-up time | RSS before | RSS with the sessions | Per session | Server CPU while idle (core %) |");
-p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-for (const w of ["idle-lp", "idle-ws"]) {
+p("| Transport | Server | Sessions | Set-up time | RSS before | RSS once set up | Per session, set up | RSS at the end of the trickle | Per session, live | Trickle deliveries/s | Server CPU (core %) |");
+p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+const idle = [...new Set(rows.map(r => r.workload).filter(w => w.startsWith("idle-")))]
+    .sort((a, b) => a.split("-")[1].localeCompare(b.split("-")[1]) || Number(a.split("-")[2]) - Number(b.split("-")[2]));
+for (const w of idle) {
+    const transport = w.startsWith("idle-lp") ? "long-polling" : "websocket";
     for (const row of rows.filter(r => r.workload === w)) {
         const r = row.result;
-        const transport = w === "idle-lp" ? "long-polling" : "websocket";
         if (!r) {
-            p(`| ${transport} | ${names[row.server]} | failed | | | | | |`);
+            p(`| ${transport} | ${names[row.server]} | failed | | | | | | | | |`);
             continue;
         }
         const window = r.window_s || r.duration_s;
-        p(`| ${transport} | ${names[row.server]} | ${num(r.sessions_ready)} | ${num(r.setup_s, 1)} s | ${mbf(r.server_rss_before_kb)} | ${mbf(r.server_rss_sessions_kb)} | ${r.server_bytes_per_session ? num(r.server_bytes_per_session / 1024, 1) + " KB" : "–"} | ${r.server_cpu_s === null ? "–" : num(r.server_cpu_s / window * 100) + "%"} |`);
+        const live = r.server_rss_kb && r.server_rss_before_kb && r.sessions_ready
+            ? `${num((r.server_rss_kb - r.server_rss_before_kb) / r.sessions_ready, 1)} KB` : "–";
+        p(`| ${transport} | ${names[row.server]} | ${num(r.sessions_ready)} | ${num(r.setup_s, 1)} s | ${mbf(r.server_rss_before_kb)} | ${mbf(r.server_rss_sessions_kb)} | ${r.server_bytes_per_session ? num(r.server_bytes_per_session / 1024, 1) + " KB" : "–"} | ${mbf(r.server_rss_kb)} | ${live} | ${num(r.deliveries_per_s)} | ${r.server_cpu_s === null ? "–" : num(r.server_cpu_s / window * 100) + "%"} |`);
     }
 }
 p("");
-p("Per session = (RSS with the sessions − RSS before) / sessions: the server's whole cost of a connected client (engine state, the parked request or socket, buffers), not the engine's alone.");
+p("The sessions subscribe in 10 rooms; one more session publishes 10 messages a second (each session gets one a second), so every long-polling client keeps answering and reconnecting. Per session = (RSS − RSS before the sessions) / sessions, once set up (before the trickle) and at the end of the 5 s of trickle: the server's whole cost of a connected client (engine state, the parked request or socket, buffers), not the engine's alone.");
 p("");
 
 const wrk = lines.filter(l => l.wrk);
@@ -94,6 +108,7 @@ if (wrk.length) {
         "hello-hyper": "bare hyper 1 hello-world (baseline)",
         "ours-static": "tower-bayeux conformance server, non-Bayeux route (`GET /`, through the layer)",
         "ours-publish": "tower-bayeux, long-polling publish (`POST /cometd/`, one message)",
+        "bin-publish": "tower-bayeux server binary, long-polling publish",
         "cometd-publish": "cometd-nodejs-server, long-polling publish",
         "faye-publish": "Faye, long-polling publish",
     };

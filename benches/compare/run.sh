@@ -23,6 +23,11 @@
 #     /meta/overflow marker); the peers' are unbounded.
 #   - `/service/echo` sends the data back to the sender on every server.
 #
+# tower-bayeux runs twice: the conformance example (axum::serve, the Bayeux layer inside the
+# router with Router::layer: the library as an axum application serves it) and the standalone
+# binary `tower-bayeux` (hyper's HTTP/1 connections, Bayeux in front of its router; `--timeout
+# 20s --max-interval 10s --max-sessions-per-browser unlimited`), also on one thread (`--threads 1`).
+#
 # Workloads (issue 5), 100-byte payloads:
 #   fanout-lp   1,000 clients, 10 rooms, 10 publishers, 2,000 publishes/s, long-polling (a
 #               publisher behind schedule catches up with batches of up to 10 per request, as
@@ -33,7 +38,9 @@
 #   ceiling-*   the same with the publishers unthrottled (batches of 10, next batch on reply)
 #   fanout-ws-500k  tower-bayeux only: 5,000 publishes/s (500k deliveries/s) over websocket, the
 #               server and the generator sharing both cores
-#   idle-*      10,000 idle sessions (no publisher): server RSS per session
+#   idle-*-N    N (IDLE_SESSIONS: 10,000 and 15,000) live sessions in 10 rooms, kept live by a
+#               trickle (one publisher, 10 publishes/s: each session gets a message a second):
+#               server RSS per session once set up, and at the end of the trickle
 #   echo-*      50 clients, one `/service/echo` round trip outstanding each
 #   wrk         HTTP responses/s: a bare hyper hello-world, the conformance server's non-Bayeux
 #               route, and a long-polling publish (one Bayeux message per POST) on each server.
@@ -47,7 +54,7 @@ cd "$root"
 
 DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
-IDLE_SESSIONS=${IDLE_SESSIONS:-10000}
+IDLE_SESSIONS=${IDLE_SESSIONS:-"10000 15000"}
 OUT=${OUT:-$root/benches/results/comparison.md}
 logs=${LOGS:-$root/target/compare}
 mkdir -p "$logs" "$(dirname "$OUT")"
@@ -57,6 +64,7 @@ results="$logs/results.jsonl"
 PORT_OURS=18080
 PORT_COMETD=18081
 PORT_FAYE=18082
+PORT_BIN=18083
 PORT_HELLO=18090
 
 say() { printf '\n=== %s\n' "$*"; }
@@ -81,11 +89,12 @@ fi
 # --- Builds ------------------------------------------------------------------------------------
 say "npm ci (peers)"
 (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-say "cargo build --release (conformance, load)"
+say "cargo build --release (conformance, load, tower-bayeux-server)"
 cargo build --release --example conformance
-cargo build --release -p tower-bayeux-load
+cargo build --release -p tower-bayeux-load -p tower-bayeux-server
 LOAD="$root/target/release/load"
 OURS="$root/target/release/examples/conformance"
+BIN="$root/target/release/tower-bayeux"
 
 # The HTTP baseline: a bare hyper 1 hello-world, built from the project's own lock file.
 hello_dir="$root/target/compare/hello-baseline"
@@ -159,11 +168,15 @@ if "$OURS" --help 2>/dev/null | grep -q -- '--timeout-ms'; then
 else
     OURS_SETTINGS="timeout 2 s, max interval 3 s (the conformance example's built-in values: it has no flags for them yet)"
 fi
+bin_cmd="$BIN --listen 127.0.0.1:$PORT_BIN --timeout 20s --max-interval 10s --max-sessions-per-browser unlimited"
 cometd_cmd="node $here/cometd-nodejs-server.mjs --port $PORT_COMETD"
 faye_cmd="node $here/faye.mjs --port $PORT_FAYE"
 url_ours="http://127.0.0.1:$PORT_OURS/cometd"
 url_cometd="http://127.0.0.1:$PORT_COMETD/cometd"
 url_faye="http://127.0.0.1:$PORT_FAYE/bayeux"
+url_bin="http://127.0.0.1:$PORT_BIN/cometd"
+bin_ct_cmd="$bin_cmd --threads 1"
+url_bin_ct=$url_bin
 
 # --- Generator runs ------------------------------------------------------------------------------
 # load SERVER WORKLOAD TRANSPORT SERVER_CMD URL ARGS...
@@ -192,22 +205,22 @@ GEN_CORES=1
 
 fanout=(--mode fanout --clients 1000 --rooms 10 --publishers 10 --payload 100
     --duration "$DURATION" --warmup "$WARMUP")
-for s in ours cometd faye; do
+for s in ours bin bin_ct cometd faye; do
     cmd_var="${s}_cmd"; url_var="url_$s"
-    load "$s" fanout-lp long-polling "${!cmd_var}" "${!url_var}" "${fanout[@]}" --rate 2000 --batch 10
+    load "${s/_/-}" fanout-lp long-polling "${!cmd_var}" "${!url_var}" "${fanout[@]}" --rate 2000 --batch 10
 done
 # The same server on a current-thread runtime: the scheduler decides the latency tail at saturation.
 load ours-ct fanout-lp long-polling "$ours_cmd --current-thread" "$url_ours" "${fanout[@]}" --rate 2000 --batch 10
-for s in ours faye; do
+for s in ours bin bin_ct faye; do
     cmd_var="${s}_cmd"; url_var="url_$s"
-    load "$s" fanout-ws websocket "${!cmd_var}" "${!url_var}" "${fanout[@]}" --rate 2000 --batch 10
+    load "${s/_/-}" fanout-ws websocket "${!cmd_var}" "${!url_var}" "${fanout[@]}" --rate 2000 --batch 10
 done
 load ours-ct fanout-ws websocket "$ours_cmd --current-thread" "$url_ours" "${fanout[@]}" --rate 2000 --batch 10
-for s in ours cometd faye; do
+for s in ours bin cometd faye; do
     cmd_var="${s}_cmd"; url_var="url_$s"
     load "$s" ceiling-lp long-polling "${!cmd_var}" "${!url_var}" "${fanout[@]}" --rate 0 --batch 10
 done
-for s in ours faye; do
+for s in ours bin faye; do
     cmd_var="${s}_cmd"; url_var="url_$s"
     load "$s" ceiling-ws websocket "${!cmd_var}" "${!url_var}" "${fanout[@]}" --rate 0 --batch 10
 done
@@ -220,14 +233,17 @@ load ours-ct fanout-ws-500k websocket "$ours_cmd --current-thread" "$url_ours" "
 SERVER_CORES=0
 GEN_CORES=1
 
-idle=(--mode fanout --clients "$IDLE_SESSIONS" --rooms 10 --publishers 0 --duration 5 --warmup 0 --ramp 500)
-for s in ours cometd faye; do
-    cmd_var="${s}_cmd"; url_var="url_$s"
-    load "$s" idle-lp long-polling "${!cmd_var}" "${!url_var}" "${idle[@]}"
-done
-for s in ours faye; do
-    cmd_var="${s}_cmd"; url_var="url_$s"
-    load "$s" idle-ws websocket "${!cmd_var}" "${!url_var}" "${idle[@]}"
+for n in $IDLE_SESSIONS; do
+    idle=(--mode fanout --clients "$n" --rooms 10 --publishers 1 --rate 10 --payload 100
+        --duration 5 --warmup 0 --ramp 500)
+    for s in ours bin cometd faye; do
+        cmd_var="${s}_cmd"; url_var="url_$s"
+        load "$s" "idle-lp-$n" long-polling "${!cmd_var}" "${!url_var}" "${idle[@]}"
+    done
+    for s in ours bin faye; do
+        cmd_var="${s}_cmd"; url_var="url_$s"
+        load "$s" "idle-ws-$n" websocket "${!cmd_var}" "${!url_var}" "${idle[@]}"
+    done
 done
 echo_args=(--mode echo --clients 50 --payload 100 --duration 10 --warmup 2)
 for s in ours cometd faye; do
@@ -343,6 +359,7 @@ if command -v wrk >/dev/null; then
     fi
     with_server "$ours_cmd" "$PORT_OURS" wrk_run ours-static "http://127.0.0.1:$PORT_OURS/"
     with_server "$ours_cmd" "$PORT_OURS" wrk_publish ours-publish "$url_ours"
+    with_server "$bin_cmd" "$PORT_BIN" wrk_publish bin-publish "$url_bin"
     with_server "$cometd_cmd" "$PORT_COMETD" wrk_publish cometd-publish "$url_cometd"
     with_server "$faye_cmd" "$PORT_FAYE" wrk_publish faye-publish "$url_faye"
 fi
