@@ -367,7 +367,8 @@ fi
 # --- Report --------------------------------------------------------------------------------------
 say "writing $OUT"
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$root" status --porcelain --untracked-files=no -- . ':!benches/results' 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+# Uncommitted changes to what the binaries are built from (documentation does not count).
+dirty=$(git -C "$root" status --porcelain --untracked-files=no -- src server examples benches/load benches/compare Cargo.toml Cargo.lock 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
 RUSTC="$(rustc --version)" NODE="$(node --version)" COMMIT="$commit$dirty" \
     CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
     CORES="$(nproc)" MEM="$(free -g | awk '/Mem:/ {print $2}') GiB" KERNEL="$(uname -r)" \
