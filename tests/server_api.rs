@@ -704,4 +704,10 @@ async fn stats_count_sessions_by_transport_subscriptions_and_messages() {
     drop(socket);
     settle().await;
     assert_eq!(bayeux.stats().websocket_connections, 0);
+
+    // A connection's future dropped before it ever ran counts no connection.
+    let (_client, server) = tokio::io::duplex(64);
+    let (head, ()) = http::Request::get("/cometd").body(()).unwrap().into_parts();
+    drop(tower_bayeux::serve_websocket(&bayeux, server, head));
+    assert_eq!(bayeux.stats().websocket_connections, 0);
 }

@@ -97,7 +97,7 @@ fn engine(settings: &Settings) -> Result<Bayeux, BoxError> {
         .max_sessions(settings.max_sessions)
         .websocket(settings.websocket)
         // Nothing here reads request extensions, and axum's `OriginalUri` among them would keep
-        // each websocket's upgrade buffer (12 KB) for its whole life.
+        // each websocket's upgrade buffer (8-16 KB) for its whole life.
         .websocket_keep_extensions(false)
         .callback_polling(settings.callback_polling);
     for origin in &settings.allowed_origins {

@@ -1,5 +1,7 @@
 //! The `long-polling` transport: `POST` of a JSON array of messages, `application/json` reply.
 
+use std::future::ready;
+
 use http::{Request, StatusCode, header};
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -8,12 +10,10 @@ use crate::protocol::parse_messages_with;
 use crate::{Bayeux, BoxError};
 
 use super::http::{Encoding, respond};
-use std::future::ready;
-
 use super::{ServeFuture, error_response};
 
-/// Serves a `POST` at the Bayeux path. Only the body and the request head go into the future:
-/// it is boxed for every request, and kept under glibc's 1 KB thread-cache size.
+/// Serves a `POST` at the Bayeux path. Only the body and the request head go into the future,
+/// which is boxed for every request (952 bytes with a `Full` body).
 pub(crate) fn serve<B>(bayeux: Bayeux, request: Request<B>) -> ServeFuture
 where
     B: Body + Send + 'static,

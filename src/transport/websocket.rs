@@ -87,7 +87,7 @@ pub(crate) fn upgrade<B>(bayeux: Bayeux, mut request: Request<B>) -> Response<Fu
         );
     };
     let (parts, _body) = request.into_parts();
-    // The head's values are slices of hyper's read buffer (16 KB): copied out, that buffer is
+    // The head's values are slices of hyper's read buffer (8-16 KB): copied out, that buffer is
     // freed with the connection instead of staying pinned for the websocket's whole life.
     let mut parts = super::detach(parts);
     if !settings.keep_extensions {
@@ -207,11 +207,12 @@ where
         .map(Arc::from);
     let (bayeux, context) = (bayeux.clone(), RequestContext::without_response(request));
     let tracked = bayeux.engine.track();
-    bayeux.engine.inner.counters.websocket_opened();
     // Chained rather than awaited in an async fn (the stream is ready at once: the HTTP upgrade
     // was the handshake), so that the connection's long-lived future is its loop alone, with no
     // room kept for this function's arguments.
     WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).then(move |socket| {
+        // Counted from here to the connection's drop.
+        bayeux.engine.inner.counters.websocket_opened();
         WebSocketConnection {
             bayeux,
             socket,
