@@ -14,20 +14,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use clap::Parser;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tower_bayeux::{Bayeux, BayeuxLayer, Retention};
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower::util::{Either, option_layer};
+use tower_bayeux::{Bayeux, BayeuxLayer, BayeuxService, Retention};
+use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_layer::Layer;
-use tower_service::Service;
 
 use config::{Cli, LogFormat, Settings};
 
@@ -167,10 +166,11 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
     // Bayeux in front of the router rather than inside it (`Router::layer`): its requests skip
     // axum's routing, whose `OriginalUri` would keep each held request's bytes, and with them
     // hyper's read buffer, for the hold.
-    let site = BayeuxLayer::new(bayeux.clone())
-        .path(&settings.path)
-        .layer(routes(&settings, api));
-    let cors = cors(&settings)?;
+    let site = option_layer(cors(&settings)?).layer(
+        BayeuxLayer::new(bayeux.clone())
+            .path(&settings.path)
+            .layer(routes(&settings, api)),
+    );
 
     // Bind everything before serving anything, so a bad address fails the start.
     let mut tcp = Vec::new();
@@ -202,16 +202,7 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
         listeners.push(Listening::Unix(listener));
     }
     for listener in listeners {
-        let stop = stop_rx.clone();
-        match &cors {
-            Some(cors) => {
-                let service = cors.layer(site.clone());
-                servers.spawn(listener.serve(service, stop));
-            }
-            None => {
-                servers.spawn(listener.serve(site.clone(), stop));
-            }
-        }
+        servers.spawn(listener.serve(site.clone(), stop_rx.clone()));
     }
     stdout.flush()?;
 
@@ -257,6 +248,10 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
     outcome
 }
 
+/// What every connection serves: Bayeux in front of the site's routes, CORS around both when
+/// origins are allowed.
+type Site = Either<Cors<BayeuxService<Router>>, BayeuxService<Router>>;
+
 /// A bound listener, TCP or unix.
 enum Listening {
     Tcp(TcpListener),
@@ -264,18 +259,10 @@ enum Listening {
 }
 
 impl Listening {
-    async fn serve<S, B>(self, service: S, stop: watch::Receiver<bool>) -> Result<(), BoxError>
-    where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
+    async fn serve(self, site: Site, stop: watch::Receiver<bool>) -> Result<(), BoxError> {
         match self {
-            Listening::Tcp(listener) => serve(listener, service, stop).await,
-            Listening::Unix(listener) => serve(listener, service, stop).await,
+            Listening::Tcp(listener) => serve(listener, site, stop).await,
+            Listening::Unix(listener) => serve(listener, site, stop).await,
         }
     }
 }
@@ -287,20 +274,11 @@ impl Listening {
 /// first reads 24 bytes to tell HTTP/2 from HTTP/1, and handing hyper that short first read
 /// makes it double its read buffer to 16 KB, for every connection's whole life. Here it stays
 /// at 8 KB, half the memory of an idle long-polling client.
-async fn serve<L, S, B>(
+async fn serve<L: axum::serve::Listener>(
     mut listener: L,
-    service: S,
+    site: Site,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), BoxError>
-where
-    L: axum::serve::Listener,
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+) -> Result<(), BoxError> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new());
     // Every connection holds a sender: once all are dropped, they all finished.
@@ -311,7 +289,7 @@ where
             () = stopped(&mut stop) => break,
         };
         let connection = http
-            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service.clone()))
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(site.clone()))
             .with_upgrades();
         let mut stop = stop.clone();
         let open = open_tx.clone();
